@@ -1,0 +1,94 @@
+package config
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/good.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ThingName != "gw-1" || c.Host != "127.0.0.1" || c.Port != 8883 || c.LogLevel != slog.LevelDebug {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+	want := Backoff{Base: 2 * time.Second, Cap: time.Minute, ResetAfter: DefaultBackoffResetAfter}
+	if c.Backoff != want {
+		t.Fatalf("backoff = %+v, want %+v", c.Backoff, want)
+	}
+	if c.Key.Attr("object") != "device" {
+		t.Fatalf("key URI not parsed: %v", c.Key)
+	}
+}
+
+const base = `thing_name = "gw-1"
+endpoint = "127.0.0.1:8883"
+server_ca = "testdata/ca.pem"
+key = "file:/var/lib/thingd/key.pem"
+certificate = "/var/lib/thingd/cert.pem"
+`
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name, data string
+		want       []string
+	}{
+		{"unknown key", base + "thing_nme = \"x\"\n", []string{"config test.toml:6: thing_nme: unknown key"}},
+		{"unknown nested key", base + "[backoff]\nbase = \"1s\"\njitter = true\n", []string{"test.toml:8: backoff.jitter: unknown key"}},
+		{"bad duration", base + "[backoff]\nbase = \"soon\"\n", []string{"test.toml:7", `"soon" is not a duration`}},
+		{"syntax", base + "endpoint = \n", []string{"config test.toml:6"}},
+		{"missing thing", strings.Replace(base, `thing_name = "gw-1"`, "", 1), []string{"thing_name: missing"}},
+		{"dollar thing", strings.Replace(base, `"gw-1"`, `"$gw"`, 1), []string{"test.toml:1: thing_name", `character '$'`}},
+		{"long thing", strings.Replace(base, `"gw-1"`, `"`+strings.Repeat("a", 129)+`"`, 1), []string{"129 bytes"}},
+		{"bad endpoint", strings.Replace(base, `"127.0.0.1:8883"`, `"localhost"`, 1), []string{"test.toml:2: endpoint", "not host:port"}},
+		{"bad port", strings.Replace(base, `:8883"`, `:99999"`, 1), []string{"endpoint: port"}},
+		{"missing ca", strings.Replace(base, "testdata/ca.pem", "testdata/nope.pem", 1), []string{"server_ca", "no such file"}},
+		{"not a ca", strings.Replace(base, "testdata/ca.pem", "testdata/good.toml", 1), []string{"server_ca", "no PEM certificate"}},
+		{"bad key", strings.Replace(base, "file:/var", "pkcs11:tokn=a?module-path=/x.so&pin-value=SECRET", 1), []string{"test.toml:4: key", `"tokn"`}},
+		{"relative cert", strings.Replace(base, `"/var/lib/thingd/cert.pem"`, `"cert.pem"`, 1), []string{"certificate", "not an absolute path"}},
+		{"bad level", base + "log_level = \"loud\"\n", []string{"log_level", `"loud"`}},
+		{"cap below base", base + "[backoff]\nbase = \"10s\"\ncap = \"1s\"\n", []string{"backoff.cap"}},
+		{"relative state", base + "state_dir = \"state\"\n", []string{"state_dir"}},
+		{"two errors", strings.Replace(base, `"gw-1"`, `""`, 1) + "log_level = \"x\"\n", []string{"thing_name", "log_level"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("test.toml", []byte(c.data))
+			if err == nil {
+				t.Fatalf("Parse accepted:\n%s", c.data)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error shows the PIN: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("testdata/absent.toml")
+	if err == nil || !strings.Contains(err.Error(), "testdata/absent.toml") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	good, _ := os.ReadFile("testdata/good.toml")
+	f.Add(good)
+	f.Add([]byte(base))
+	f.Add([]byte("[backoff]\nbase = 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.toml", data)
+		if err == nil && (c.ThingName == "" || c.Key == nil || c.ServerCAs == nil || c.Backoff.Base <= 0) {
+			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+	})
+}
