@@ -209,8 +209,7 @@ func CheckDigest(digest []byte, opts crypto.SignerOpts) error {
 	return nil
 }
 
-// PSSSaltLength returns the salt length to use for opts on a key with the
-// given modulus size and hash: PSSSaltLengthEqualsHash and
+// PSSSaltLength returns the salt length to use for opts with hash h: PSSSaltLengthEqualsHash and
 // PSSSaltLengthAuto become the hash length (what TLS uses), explicit lengths
 // are kept.
 func PSSSaltLength(opts *rsa.PSSOptions, h crypto.Hash) int {

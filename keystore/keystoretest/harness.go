@@ -38,7 +38,7 @@ type Harness struct {
 	// Kind is the kind every KeyInfo must report.
 	Kind keystore.Kind
 	// ConcurrentSigns is the number of signs per goroutine in the concurrency
-	// test (8 goroutines). Zero means 1,000.
+	// test (8 goroutines). Zero means 1,000, the conformance bar.
 	ConcurrentSigns int
 }
 

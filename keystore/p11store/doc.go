@@ -49,14 +49,39 @@
 //
 // # Recovery
 //
-// Tokens go away: a card is pulled, a daemon restarts, SoftHSM renumbers its
-// slots when a token is re-initialised. When an operation fails because its
-// session, login, slot or object handle is no longer valid, the Store drops
-// all its sessions, finds the token again by its label, opens and logs in a
-// new session, finds the key again by label and id, and retries the
-// operation once. A key that is gone by then fails with
-// [keystore.ErrNotFound]; a key replaced by a different key under the same
-// name is never used in place of the old one.
+// Tokens go away: a card is pulled, a daemon restarts, sessions are closed
+// behind the Store's back. When an operation fails because its session, its
+// login or its slot is gone (CKR_SESSION_HANDLE_INVALID,
+// CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_TOKEN_NOT_PRESENT,
+// CKR_DEVICE_REMOVED, CKR_SLOT_ID_INVALID), the Store waits until no
+// session of the module is in use, closes every session of the slot
+// (C_CloseAllSessions, which also makes the sessions of the other Stores of
+// the process there stale), finds the token again by its label (its slot
+// may have changed), opens and logs in a new session, finds the key again by
+// label and id, and retries the operation once. An object handle that
+// became invalid (CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID) is
+// looked up again and the operation retried once. A key that is gone by
+// then fails with [keystore.ErrNotFound]; a key replaced by a different key
+// under the same name is never used in place of the old one.
+//
+// Modules give the handle of a closed session to the next session opened.
+// A session that failed as lost is therefore never used or closed again,
+// and no new session is opened on its slot until the slot has been reset.
+//
+// SoftHSM2 reads its token directory only in C_Initialize. A token
+// re-initialised in place (softhsm2-util --init-token --token LABEL) is seen
+// at once: its old keys are reported missing and new ones can be made. A
+// token deleted and created anew (--delete-token, then --init-token --free)
+// is seen only once every Store on the module has been closed, so that the
+// module is finalized and initialized again.
+//
+// # Test hooks
+//
+// [Store.OpenSessions], [Store.RawAttributes], [Store.RawSigner] and
+// [Store.CloseAllSessionsForTest] exist for tests, the keystore conformance
+// suite and benchmarks: they count sessions, read the protection attributes
+// of a key straight from the token, sign with bare C_Sign calls and pull the
+// sessions from under the pool. Production code has no use for them.
 //
 // # Errors and secrets
 //

@@ -24,15 +24,17 @@ type key struct {
 	info keystore.KeyInfo
 
 	// mu guards the cached object handle.
-	mu   sync.Mutex
-	h    pkcs11.ObjectHandle
-	hGen uint64 // Store generation h was found in
-	hOK  bool
+	mu     sync.Mutex
+	h      pkcs11.ObjectHandle
+	hEpoch uint64 // module epoch h was found in
+	hOK    bool
 }
 
 var _ keystore.Key = (*key)(nil)
 
-func (s *Store) newKey(uri *keystore.URI, obj *objectInfo, h pkcs11.ObjectHandle, gen uint64) *key {
+// newKey makes the key for the object h, just found on a session. The
+// caller holds s.mod.ops shared.
+func (s *Store) newKey(uri *keystore.URI, obj *objectInfo, h pkcs11.ObjectHandle) *key {
 	return &key{
 		s:    s,
 		name: keyName{label: obj.label, id: obj.id},
@@ -44,7 +46,7 @@ func (s *Store) newKey(uri *keystore.URI, obj *objectInfo, h pkcs11.ObjectHandle
 			HardwareBacked: true,
 			NonExtractable: obj.nonExtractable,
 		},
-		h: h, hGen: gen, hOK: true,
+		h: h, hEpoch: s.mod.epoch.Load(), hOK: true,
 	}
 }
 
@@ -54,12 +56,14 @@ func (k *key) Public() crypto.PublicKey { return k.pub }
 // Info describes the key.
 func (k *key) Info() keystore.KeyInfo { return k.info }
 
-// handle returns the key's object handle valid in sess, finding the object
-// again after a recovery or an invalidation. A key that is gone, or that was
-// replaced by a different key under the same label and id, is ErrNotFound.
+// handle returns the key's object handle, finding the object again after a
+// slot reset or an invalid handle. A key that is gone, or that was replaced
+// by a different key under the same label and id, is ErrNotFound. The caller
+// holds s.mod.ops shared.
 func (k *key) handle(sess *session) (pkcs11.ObjectHandle, error) {
+	epoch := k.s.mod.epoch.Load()
 	k.mu.Lock()
-	if k.hOK && k.hGen == sess.gen {
+	if k.hOK && k.hEpoch == epoch {
 		h := k.h
 		k.mu.Unlock()
 		return h, nil
@@ -86,7 +90,7 @@ func (k *key) handle(sess *session) (pkcs11.ObjectHandle, error) {
 		return 0, fmt.Errorf("key on token %q was replaced by a different key: %w", s.token.label, keystore.ErrNotFound)
 	}
 	k.mu.Lock()
-	k.h, k.hGen, k.hOK = hs[0], sess.gen, true
+	k.h, k.hEpoch, k.hOK = hs[0], epoch, true
 	k.mu.Unlock()
 	return hs[0], nil
 }

@@ -34,8 +34,8 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 	if err != nil {
 		return nil, fmt.Errorf("p11store: generate %s: %w", uri.Redacted(), err)
 	}
-	s.genMu.Lock()
-	defer s.genMu.Unlock()
+	s.mod.genMu.Lock()
+	defer s.mod.genMu.Unlock()
 
 	var (
 		k       *key
@@ -57,7 +57,7 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 			if err != nil {
 				return err
 			}
-			k = s.newKey(uri, obj, hs[0], sess.gen)
+			k = s.newKey(uri, obj, hs[0])
 			return nil
 		}
 		if err := s.checkFree(sess, name, explicitID); err != nil {
@@ -75,7 +75,7 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 		if err != nil {
 			return err
 		}
-		k = s.newKey(uri, obj, priv, sess.gen)
+		k = s.newKey(uri, obj, priv)
 		return nil
 	})
 	if err != nil {
@@ -148,7 +148,7 @@ func (s *Store) Open(ctx context.Context, uri *keystore.URI) (keystore.Key, erro
 		if err != nil {
 			return err
 		}
-		k = s.newKey(uri, obj, hs[0], sess.gen)
+		k = s.newKey(uri, obj, hs[0])
 		return nil
 	})
 	if err != nil {
@@ -165,8 +165,8 @@ func (s *Store) Delete(ctx context.Context, uri *keystore.URI) error {
 		return err
 	}
 	name := nameOf(uri)
-	s.genMu.Lock()
-	defer s.genMu.Unlock()
+	s.mod.genMu.Lock()
+	defer s.mod.genMu.Unlock()
 	err := s.do(ctx, func(sess *session) error {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -23,6 +24,31 @@ type module struct {
 	// must call C_Finalize when the last Store lets go.
 	initialized bool
 	refs        int // guarded by modulesMu
+
+	// ops is held shared around every use of a session of the module, by
+	// every Store, and exclusively to reset the sessions of a slot (see
+	// Store.recover). Modules hand out the handle of a closed session to
+	// the next session opened, so a handle that may be stale must never be
+	// used or closed while new sessions are being opened.
+	ops sync.RWMutex
+	// epoch counts slot resets. It changes only with ops held exclusively.
+	epoch atomic.Uint64
+	// resetAt maps a slot to the epoch of its last reset; guarded by ops
+	// (written exclusively, read shared). A session opened before its slot
+	// was reset is stale: it is dropped, never used or closed.
+	resetAt map[uint]uint64
+
+	// suspectMu guards suspect.
+	suspectMu sync.Mutex
+	// suspect holds the slots on which a session was found lost and that
+	// have not been reset since: no new session is opened there until the
+	// reset, so that no stale handle can alias a new session.
+	suspect map[uint]bool
+
+	// genMu serializes Generate and Delete of every Store on the module, so
+	// that an existence check and the creation that follows are not
+	// interleaved with another Generate in the process.
+	genMu sync.Mutex
 
 	// loginMu guards logins.
 	loginMu sync.Mutex
@@ -64,7 +90,15 @@ func acquireModule(path string) (*module, error) {
 		// miekg/pkcs11 gives no reason; find one ourselves.
 		return nil, fmt.Errorf("p11store: module %s: not a PKCS#11 module: %s", path, whyNotModule(path))
 	}
-	m := &module{path: path, ctx: ctx, refs: 1, initialized: true, logins: map[string][sha256.Size]byte{}}
+	m := &module{
+		path:        path,
+		ctx:         ctx,
+		refs:        1,
+		initialized: true,
+		resetAt:     map[uint]uint64{},
+		suspect:     map[uint]bool{},
+		logins:      map[string][sha256.Size]byte{},
+	}
 	if err := ctx.Initialize(); err != nil {
 		if !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
 			ctx.Destroy()
@@ -134,4 +168,26 @@ func (m *module) samePIN(token, pin string) bool {
 	}
 	sum := sha256.Sum256([]byte(pin))
 	return subtle.ConstantTimeCompare(known[:], sum[:]) == 1
+}
+
+// stale reports whether sess was opened before its slot was last reset. The
+// caller holds m.ops.
+func (m *module) stale(sess *session) bool { return sess.opened < m.resetAt[sess.slot] }
+
+// setSuspect marks or unmarks slot as suspect.
+func (m *module) setSuspect(slot uint, v bool) {
+	m.suspectMu.Lock()
+	defer m.suspectMu.Unlock()
+	if v {
+		m.suspect[slot] = true
+	} else {
+		delete(m.suspect, slot)
+	}
+}
+
+// isSuspect reports whether slot is suspect.
+func (m *module) isSuspect(slot uint) bool {
+	m.suspectMu.Lock()
+	defer m.suspectMu.Unlock()
+	return m.suspect[slot]
 }

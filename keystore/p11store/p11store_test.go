@@ -798,3 +798,80 @@ func TestOpenBySerialAndSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveryStress pulls the sessions from under two stores of the process
+// on the same token again and again while eight goroutines sign through both.
+// A signature may fail when its retry loses its session too, but only with a
+// lost-session error; once the pulling stops, everything signs again, and the
+// pools stay bounded.
+func TestRecoveryStress(t *testing.T) {
+	tk := newToken(t)
+	s1 := tk.open(t, p11store.Options{MaxSessions: 3})
+	s2 := tk.open(t, p11store.Options{MaxSessions: 2})
+	ctx := testContext(t)
+	k1, err := s1.Generate(ctx, tk.keyURI("key1"), keystore.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := s2.Generate(ctx, tk.keyURI("key2"), keystore.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var pulls, fails, signs atomic.Int32
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			s := s1
+			if pulls.Add(1)%2 == 0 {
+				s = s2
+			}
+			if err := s.CloseAllSessionsForTest(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var signers sync.WaitGroup
+	for g := range 8 {
+		signers.Go(func() {
+			k := k1
+			if g%2 == 1 {
+				k = k2
+			}
+			d := make([]byte, 32)
+			for range 100 {
+				_, err := k.Sign(rand.Reader, d, crypto.SHA256)
+				signs.Add(1)
+				if err == nil {
+					continue
+				}
+				fails.Add(1)
+				if !errors.Is(err, pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID)) && !errors.Is(err, pkcs11.Error(pkcs11.CKR_SESSION_CLOSED)) {
+					t.Errorf("Sign under session loss: %v", err)
+					return
+				}
+			}
+		})
+	}
+	signers.Wait()
+	close(stop)
+	wg.Wait()
+	t.Logf("%d signatures, %d failed after a second loss, %d C_CloseAllSessions", signs.Load(), fails.Load(), pulls.Load())
+	for _, k := range []keystore.Key{k1, k2} {
+		if _, err := k.Sign(rand.Reader, make([]byte, 32), crypto.SHA256); err != nil {
+			t.Errorf("Sign after the storm: %v", err)
+		}
+	}
+	if n := s1.OpenSessions(); n < 0 || n > 3 {
+		t.Errorf("store 1 has %d sessions open, want 0..3", n)
+	}
+	if n := s2.OpenSessions(); n < 0 || n > 2 {
+		t.Errorf("store 2 has %d sessions open, want 0..2", n)
+	}
+}

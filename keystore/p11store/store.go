@@ -42,29 +42,26 @@ type Store struct {
 	log        *slog.Logger
 	max        int
 
-	// sem holds one token per session in use; its capacity is max.
+	// sem holds one entry per pool slot taken (an operation in progress or a
+	// RawSigner); its capacity is max.
 	sem chan struct{}
 	// idle holds the open sessions not in use.
 	idle chan *session
 	// done is closed by Close, waking callers waiting for a session.
 	done chan struct{}
 
-	// genMu serializes Generate and Delete, so that the existence check and
-	// the creation are not interleaved with another Generate in this process.
-	genMu sync.Mutex
-
 	// mu guards the fields below.
 	mu     sync.Mutex
-	slot   uint   // slot of the token; changes when the token is found again
-	gen    uint64 // incremented whenever the sessions are dropped
-	open   int    // sessions open, idle or in use
+	slot   uint // slot of the token; changes when the token is found again
+	open   int  // sessions open, idle or in use
 	closed bool
 }
 
 // session is one open PKCS#11 session of the pool.
 type session struct {
-	h   pkcs11.SessionHandle
-	gen uint64 // Store.gen when it was opened
+	h      pkcs11.SessionHandle
+	slot   uint
+	opened uint64 // module epoch when it was opened
 }
 
 // tokenID is what is known about the token a Store is bound to.
@@ -138,11 +135,9 @@ func Open(ctx context.Context, uri *keystore.URI, opts Options) (*Store, error) 
 	}
 	// Open and log in one session now, so that a wrong PIN fails here and
 	// not at the first signature.
-	sess, err := s.acquire(ctx)
-	if err != nil {
+	if err := s.withSession(ctx, func(*session) error { return nil }); err != nil {
 		return fail(err)
 	}
-	s.release(sess, false)
 	s.log.Debug("p11store: opened token", "token", tok.label, "slot", slot)
 	return s, nil
 }
@@ -266,20 +261,24 @@ func (s *Store) Close() error {
 		s.sem <- struct{}{}
 	}
 	var errs []error
+	s.mod.ops.RLock()
 	for {
 		select {
 		case sess := <-s.idle:
+			if s.mod.stale(sess) {
+				s.drop(sess)
+				continue
+			}
 			if err := s.mod.ctx.CloseSession(sess.h); err != nil && !sessionLost(err) {
 				errs = append(errs, fmt.Errorf("p11store: close session: %w", err))
 			}
-			s.mu.Lock()
-			s.open--
-			s.mu.Unlock()
+			s.drop(sess)
 			continue
 		default:
 		}
 		break
 	}
+	s.mod.ops.RUnlock()
 	if err := s.mod.release(); err != nil {
 		errs = append(errs, err)
 	}

@@ -6,6 +6,7 @@ package p11store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -114,13 +115,21 @@ func (s *Store) RawSigner(ctx context.Context, uri *keystore.URI) (*RawSigner, e
 	if err := s.checkKeyURI(uri); err != nil {
 		return nil, err
 	}
-	sess, err := s.acquire(ctx)
-	if err != nil {
+	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	h, err := s.findOne(sess, uri)
+	m := s.mod
+	m.ops.RLock()
+	sess, err := s.take(s.currentSlot())
+	var h pkcs11.ObjectHandle
+	if err == nil {
+		if h, err = s.findOne(sess, uri); err != nil {
+			s.putBack(sess, err)
+		}
+	}
+	m.ops.RUnlock()
 	if err != nil {
-		s.release(sess, sessionLost(err))
+		s.leave()
 		return nil, fmt.Errorf("p11store: raw signer for %s: %w", uri.Redacted(), err)
 	}
 	return &RawSigner{s: s, sess: sess, h: h}, nil
@@ -130,12 +139,20 @@ func (s *Store) RawSigner(ctx context.Context, uri *keystore.URI) (*RawSigner, e
 // e.g. [pkcs11.NewPSSParams]) and then C_Sign on data, and returns what the
 // token returned.
 func (r *RawSigner) Sign(mechanism uint, param []byte, data []byte) ([]byte, error) {
-	c := r.s.mod.ctx
-	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mechanism, param)}
-	if err := c.SignInit(r.sess.h, m, r.h); err != nil {
+	if r.sess == nil {
+		return nil, errors.New("p11store: raw sign: signer is closed")
+	}
+	m := r.s.mod
+	m.ops.RLock()
+	defer m.ops.RUnlock()
+	if m.stale(r.sess) {
+		return nil, fmt.Errorf("p11store: raw sign: the session was reset: %w", pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID))
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(mechanism, param)}
+	if err := m.ctx.SignInit(r.sess.h, mech, r.h); err != nil {
 		return nil, fmt.Errorf("p11store: raw sign: C_SignInit: %w", err)
 	}
-	sig, err := c.Sign(r.sess.h, data)
+	sig, err := m.ctx.Sign(r.sess.h, data)
 	if err != nil {
 		return nil, fmt.Errorf("p11store: raw sign: C_Sign: %w", err)
 	}
@@ -148,21 +165,37 @@ func (r *RawSigner) Close() {
 	if r.sess == nil {
 		return
 	}
-	r.s.release(r.sess, false)
+	m := r.s.mod
+	m.ops.RLock()
+	if m.stale(r.sess) {
+		r.s.drop(r.sess)
+	} else {
+		r.s.putBack(r.sess, nil)
+	}
+	m.ops.RUnlock()
+	r.s.leave()
 	r.sess = nil
 }
 
 // CloseAllSessionsForTest calls C_CloseAllSessions on the Store's slot
-// behind the pool's back, as a token removal or a module restart would. The
-// next operation must recover. It closes the sessions of every Store of the
-// process on that token.
+// behind the pool's back, as a token removal or a module restart would,
+// once no operation of the process is using a session. The next operation
+// finds its session gone and recovers. It closes the sessions of every Store
+// of the process on that token.
 func (s *Store) CloseAllSessionsForTest() error {
 	if err := s.enter(context.Background()); err != nil {
 		return err
 	}
 	defer s.leave()
-	if err := s.mod.ctx.CloseAllSessions(s.slotID()); err != nil {
+	m := s.mod
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	slot := s.currentSlot()
+	if err := m.ctx.CloseAllSessions(slot); err != nil {
 		return fmt.Errorf("p11store: C_CloseAllSessions: %w", err)
 	}
+	// Known lost: open no new session on the slot (it could be given the
+	// handle of an idle one) before the Store has recovered.
+	m.setSuspect(slot, true)
 	return nil
 }

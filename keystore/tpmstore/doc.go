@@ -8,8 +8,8 @@
 //
 //	tpm:handle=0x81000100                              /dev/tpmrm0, else /dev/tpm0
 //	tpm:handle=0x81000100?device=/dev/tpmrm0           that character device
-//	tpm:handle=0x81000100?device=tcp:127.0.0.1:2321    swtpm (or the reference simulator) over TCP:
-//	                                                   commands on PORT, platform/control on PORT+1
+//	tpm:handle=0x81000100?device=tcp:127.0.0.1:2321    swtpm over TCP: commands on PORT,
+//	                                                   control on PORT+1; one client at a time
 //	tpm:handle=0x81000100?device=unix:/run/swtpm/sock  swtpm's unixio server socket
 //
 // [Options].Transport replaces all of that with a connection the caller made
@@ -31,9 +31,11 @@
 // userWithAuth, noDA and sign (not decrypt, not restricted), an empty
 // authorization value, and signing scheme TPM_ALG_NULL so the scheme (ECDSA,
 // RSASSA, RSAPSS) and hash are chosen per signature. noDA matters: a TPM
-// that loses power without TPM2_Shutdown counts that as a dictionary-attack
-// failure, and after a few of them a DA-protected key is refused with
-// TPM_RC_LOCKOUT; a noDA key keeps working.
+// that loses power after a DA-protected object was used, without
+// TPM2_Shutdown since, counts that as a failed authorization, and after a
+// few of them (three on swtpm) every DA-protected key is refused with
+// TPM_RC_LOCKOUT for a long time; using a noDA key neither counts nor is
+// refused.
 //
 // Generate never makes a primary key: a primary from a fixed template is
 // deterministic, so "rotating" to a new primary would give the same key back.
@@ -41,8 +43,8 @@
 // The algorithms are ECDSA P-256 and P-384, RSA-2048 and RSA-3072, as far
 // as the TPM implements them; Generate asks the TPM (TPM2_TestParms) and
 // fails with [keystore.ErrUnsupported] otherwise. The go-tpm-tools
-// simulator implements neither RSA-3072 nor SHA-512; swtpm 0.7 implements
-// all four algorithms and SHA-1/256/384/512.
+// simulator does not implement RSA-3072; swtpm 0.7 implements all four. Both
+// implement SHA-1/256/384/512.
 //
 // # Signing
 //

@@ -17,9 +17,12 @@ import (
 	"github.com/thingd/thingd/keystore"
 )
 
-// Default TPM devices, tried in this order when a URI names none.
+// The TPM devices tried, in this order, when a URI names none.
 const (
-	DefaultDevice  = "/dev/tpmrm0"
+	// DefaultDevice is the kernel's resource-managed TPM device.
+	DefaultDevice = "/dev/tpmrm0"
+	// FallbackDevice is the raw TPM device, for kernels without a resource
+	// manager. Only one process can hold it open.
 	FallbackDevice = "/dev/tpm0"
 )
 
@@ -68,10 +71,24 @@ type Store struct {
 
 var _ keystore.Store = (*Store)(nil)
 
-// Open connects to the TPM named by uri's device query attribute (see the
-// package documentation for the forms), or to opts.Transport if set, and
-// checks that it answers. uri may be nil when opts.Transport is set or the
-// default device is wanted.
+// Open connects to the TPM named by uri's device query attribute and checks
+// that it answers (TPM2_GetCapability; an emulator that was never started is
+// sent TPM2_Startup(CLEAR)). The device forms are:
+//
+//	(none)                 /dev/tpmrm0, else /dev/tpm0
+//	/dev/tpmrm0            a TPM character device
+//	tcp:HOST:PORT          swtpm over TCP (go-tpm's TCP transport); PORT+1 is
+//	                       its control port (swtpm --server type=tcp,port=PORT
+//	                       --ctrl type=tcp,port=PORT+1). swtpm serves one TCP
+//	                       client at a time: the Store holds the connection
+//	                       until Close, and other clients wait.
+//	unix:/PATH             swtpm --server type=unixio,path=/PATH; one connection
+//	                       per command, so several Stores and tools can share it.
+//
+// opts.Transport, if set, is used instead and the device is ignored. uri
+// only selects the TPM; keys are named in Generate, Open and Delete, and
+// may be the same URIs. uri may be nil (default device, or
+// opts.Transport).
 func Open(ctx context.Context, uri *keystore.URI, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -85,48 +102,53 @@ func Open(ctx context.Context, uri *keystore.URI, opts Options) (*Store, error) 
 		sem:       make(chan struct{}, 1),
 		transient: map[tpm2.TPMHandle]struct{}{},
 	}
+	label := "Options.Transport"
 	if opts.Transport != nil {
 		s.tpm = opts.Transport
 	} else {
 		if uri != nil {
 			s.device = uri.QueryAttr("device")
 		}
-		tpm, emulator, err := openDevice(s.device)
+		tpm, opened, emulator, err := openDevice(s.device)
 		if err != nil {
 			return nil, err
 		}
-		s.tpm, s.shutdown = tpm, emulator
+		s.tpm, s.shutdown, label = tpm, emulator, opened
 	}
 	if err := s.start(ctx); err != nil {
-		return nil, errors.Join(err, s.tpm.Close())
+		if cerr := s.tpm.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, fmt.Errorf("tpmstore: TPM at %s: %w", label, err)
 	}
-	log.Debug("tpm opened", "device", s.device, "injected", opts.Transport != nil)
+	log.Debug("tpm opened", "device", label)
 	return s, nil
 }
 
-// openDevice opens the transport for a device string; emulator reports
-// whether it is a tcp: or unix: emulator connection the Store owns.
-func openDevice(device string) (tpm transport.TPMCloser, emulator bool, err error) {
+// openDevice opens the transport for a device string. opened names what was
+// opened; emulator reports whether it is a tcp: or unix: emulator
+// connection the Store owns.
+func openDevice(device string) (tpm transport.TPMCloser, opened string, emulator bool, err error) {
 	switch {
 	case device == "":
 		tpm, err1 := openCharDevice(DefaultDevice)
 		if err1 == nil {
-			return tpm, false, nil
+			return tpm, DefaultDevice, false, nil
 		}
 		tpm, err2 := openCharDevice(FallbackDevice)
 		if err2 == nil {
-			return tpm, false, nil
+			return tpm, FallbackDevice, false, nil
 		}
-		return nil, false, fmt.Errorf("tpmstore: no TPM: open %s: %w; open %s: %w", DefaultDevice, err1, FallbackDevice, err2)
+		return nil, "", false, fmt.Errorf("tpmstore: no TPM: open %s: %w; open %s: %w", DefaultDevice, err1, FallbackDevice, err2)
 	case strings.HasPrefix(device, "tcp:"):
 		hostPort := strings.TrimPrefix(device, "tcp:")
 		host, portStr, err := net.SplitHostPort(hostPort)
 		if err != nil {
-			return nil, false, fmt.Errorf("tpmstore: device %q: want tcp:HOST:PORT: %w", device, err)
+			return nil, "", false, fmt.Errorf("tpmstore: device %q: want tcp:HOST:PORT: %w", device, err)
 		}
 		port, err := strconv.ParseUint(portStr, 10, 16)
 		if err != nil || port == 0 || port == 65535 {
-			return nil, false, fmt.Errorf("tpmstore: device %q: port %q is not a number in 1-65534 (PORT+1 is the control port)", device, portStr)
+			return nil, "", false, fmt.Errorf("tpmstore: device %q: port %q is not a number in 1-65534 (PORT+1 is the control port)", device, portStr)
 		}
 		cfg := tcp.Config{
 			CommandAddress:  net.JoinHostPort(host, strconv.FormatUint(port, 10)),
@@ -134,38 +156,39 @@ func openDevice(device string) (tpm transport.TPMCloser, emulator bool, err erro
 		}
 		tpm, err := tcp.Open(cfg)
 		if err != nil {
-			return nil, false, fmt.Errorf("tpmstore: open %s: %w", device, err)
+			return nil, "", false, fmt.Errorf("tpmstore: open %s: %w", device, err)
 		}
-		return tpm, true, nil
+		return tpm, device, true, nil
 	case strings.HasPrefix(device, "unix:"):
 		path := strings.TrimPrefix(device, "unix:")
 		tpm, err := openSocket(path)
 		if err != nil {
-			return nil, false, fmt.Errorf("tpmstore: open %s: %w", device, err)
+			return nil, "", false, fmt.Errorf("tpmstore: open %s: %w", device, err)
 		}
-		return tpm, true, nil
+		return tpm, device, true, nil
 	case strings.HasPrefix(device, "/"):
 		tpm, err := openCharDevice(device)
 		if err != nil {
-			return nil, false, fmt.Errorf("tpmstore: open %s: %w", device, err)
+			return nil, "", false, fmt.Errorf("tpmstore: open %s: %w", device, err)
 		}
-		return tpm, false, nil
+		return tpm, device, false, nil
 	}
-	return nil, false, fmt.Errorf("tpmstore: device %q: want a device path (/dev/tpmrm0), tcp:HOST:PORT or unix:/PATH", device)
+	return nil, "", false, fmt.Errorf("tpmstore: device %q: want a device path (/dev/tpmrm0), tcp:HOST:PORT or unix:/PATH", device)
 }
 
 // start checks that the TPM answers, sending TPM2_Startup(CLEAR) to an
 // emulator that was never started, and learns which hashes it implements.
 func (s *Store) start(ctx context.Context) error {
-	if err := s.lock(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.sem <- struct{}{} // not shared yet: never blocks
 	defer s.unlock()
 	algs, err := s.algorithmsLocked(ctx)
 	if errors.Is(err, tpm2.TPMRCInitialize) && s.shutdown {
 		s.log.Debug("tpm not started, sending TPM2_Startup(CLEAR)")
 		if _, err := do(ctx, s, tpm2.Startup{StartupType: tpm2.TPMSUClear}); err != nil {
-			return fmt.Errorf("tpmstore: TPM2_Startup(CLEAR): %w", err)
+			return fmt.Errorf("TPM2_Startup(CLEAR): %w", err)
 		}
 		algs, err = s.algorithmsLocked(ctx)
 	}
@@ -181,18 +204,18 @@ func (s *Store) start(ctx context.Context) error {
 	return nil
 }
 
-// algorithmsLocked returns TPM_CAP_ALGS.
+// algorithmsLocked returns TPM_CAP_ALGS. Its errors are not prefixed.
 func (s *Store) algorithmsLocked(ctx context.Context) ([]tpm2.TPMSAlgProperty, error) {
 	var out []tpm2.TPMSAlgProperty
 	next := uint32(0)
 	for {
 		rsp, err := do(ctx, s, tpm2.GetCapability{Capability: tpm2.TPMCapAlgs, Property: next, PropertyCount: 64})
 		if err != nil {
-			return nil, fmt.Errorf("tpmstore: TPM2_GetCapability(TPM_CAP_ALGS): %w", err)
+			return nil, fmt.Errorf("TPM2_GetCapability(TPM_CAP_ALGS): %w", err)
 		}
 		algs, err := rsp.CapabilityData.Data.Algorithms()
 		if err != nil {
-			return nil, fmt.Errorf("tpmstore: TPM2_GetCapability(TPM_CAP_ALGS): %w", err)
+			return nil, fmt.Errorf("TPM2_GetCapability(TPM_CAP_ALGS): %w", err)
 		}
 		out = append(out, algs.AlgProperties...)
 		if !rsp.MoreData || len(algs.AlgProperties) == 0 {
@@ -205,6 +228,9 @@ func (s *Store) algorithmsLocked(ctx context.Context) ([]tpm2.TPMSAlgProperty, e
 // lock takes the TPM, waiting at most until ctx is done. It fails on a
 // closed store.
 func (s *Store) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tpmstore: waiting for the TPM: %w", err)
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -293,7 +319,9 @@ func (s *Store) checkURI(uri *keystore.URI) (tpm2.TPMHandle, error) {
 // Generate creates a new key of algorithm alg under the storage root key and
 // makes it persistent at uri's handle. It fails with keystore.ErrExists if
 // the handle is taken, and with keystore.ErrUnsupported if the TPM does not
-// implement alg.
+// implement alg. ctx bounds the wait for the TPM and for retries; a command
+// already sent (RSA key generation can take seconds) runs to completion. The
+// returned key is a *Key.
 func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Algorithm) (keystore.Key, error) {
 	handle, err := s.checkURI(uri)
 	if err != nil {
@@ -374,8 +402,11 @@ func (s *Store) flushLocked(ctx context.Context, h tpm2.TPMHandle) error {
 	return nil
 }
 
-// Open returns the key persisted at uri's handle, or an error wrapping
-// keystore.ErrNotFound if the handle is empty.
+// Open returns the key persisted at uri's handle (a *Key), or an error
+// wrapping keystore.ErrNotFound if the handle is empty. An object that is not
+// an unrestricted ECDSA or RSA signing key fails with
+// keystore.ErrUnsupported. Keys made by other tools may have their scheme
+// bound to one hash; they then sign only with that.
 func (s *Store) Open(ctx context.Context, uri *keystore.URI) (keystore.Key, error) {
 	handle, err := s.checkURI(uri)
 	if err != nil {
@@ -413,8 +444,9 @@ func (s *Store) readPublicLocked(ctx context.Context, handle tpm2.TPMHandle) (*t
 	return pub, rsp.Name, nil
 }
 
-// Delete evicts the persistent key at uri's handle. Deleting an empty handle
-// is not an error.
+// Delete evicts whatever object is persisted at uri's handle
+// (TPM2_EvictControl with owner authorization). Deleting an empty handle is
+// not an error.
 func (s *Store) Delete(ctx context.Context, uri *keystore.URI) error {
 	handle, err := s.checkURI(uri)
 	if err != nil {

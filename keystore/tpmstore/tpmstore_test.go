@@ -109,8 +109,18 @@ func TestSwtpmRestart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	var crashed *tpmstore.Store
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGKILL} {
 		p.restart(sig)
+		if crashed != nil {
+			// Its connection died with swtpm: Close reports that, quickly.
+			err := crashed.Close()
+			t.Logf("Close of a Store whose swtpm was killed: %v", err)
+			if err == nil {
+				t.Error("Close after swtpm died: want an error (TPM2_Shutdown cannot be sent)")
+			}
+			crashed = nil
+		}
 		s := p.open(t)
 		k, err := s.Open(ctxT(t), uri)
 		if err != nil {
@@ -123,11 +133,15 @@ func TestSwtpmRestart(t *testing.T) {
 		if sig == syscall.SIGKILL {
 			// Leave the Store open, as a crashing agent would: the next
 			// restart is then a power cut with no TPM2_Shutdown at all.
+			crashed = s
 			continue
 		}
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
+	}
+	if err := crashed.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }
 
@@ -349,7 +363,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := open(missing); !strings.HasPrefix(err.Error(), "tpmstore: open "+missing+": ") || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing device: %v", err)
 	}
-	if err := open("/dev/null"); !strings.HasPrefix(err.Error(), "tpmstore: ") || !strings.Contains(err.Error(), "TPM2_GetCapability") {
+	if err := open("/dev/null"); !strings.HasPrefix(err.Error(), "tpmstore: TPM at /dev/null: TPM2_GetCapability") {
 		t.Errorf("/dev/null (not a TPM): %v", err)
 	}
 	if err := open("unix:" + missing); !strings.HasPrefix(err.Error(), "tpmstore: open unix:"+missing+": ") {
@@ -643,5 +657,65 @@ func TestTPM2ToolsReadPublic(t *testing.T) {
 	}
 	if got != want {
 		t.Errorf("tpm2_readpublic public key fingerprint %s, want %s", got, want)
+	}
+}
+
+// TestSwtpmTCPAlgorithms generates and signs with every algorithm over the
+// tcp: transport (the conformance suite runs over unix:), reopening each key
+// from a second Store after the first is closed: swtpm serves one TCP client
+// at a time.
+func TestSwtpmTCPAlgorithms(t *testing.T) {
+	p := startSwtpm(t, swtpmTCP)
+	s := p.open(t)
+	var keys []keystore.Key
+	for i, alg := range swtpmAlgorithms {
+		keys = append(keys, generate(t, s, p.uri(0x81000100+uint32(i)), alg))
+	}
+	if n := transientHandles(t, s); n != 0 {
+		t.Fatalf("%d transient objects after Generate", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = p.open(t)
+	defer s.Close()
+	for i, alg := range swtpmAlgorithms {
+		k, err := s.Open(ctxT(t), p.uri(0x81000100+uint32(i)))
+		if err != nil {
+			t.Fatalf("Open %s: %v", alg, err)
+		}
+		if !keystore.SamePublicKey(k.Public(), keys[i].Public()) {
+			t.Fatalf("%s: reopened key differs", alg)
+		}
+		for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+			digest := make([]byte, h.Size())
+			rand.Read(digest)
+			opts := []crypto.SignerOpts{h}
+			if alg.IsRSA() {
+				opts = append(opts, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
+			}
+			for _, o := range opts {
+				sig, err := k.Sign(nil, digest, o)
+				if err != nil {
+					t.Fatalf("%s %v %T: %v", alg, h, o, err)
+				}
+				var verr error
+				switch pub := k.Public().(type) {
+				case *ecdsa.PublicKey:
+					if !ecdsa.VerifyASN1(pub, digest, sig) {
+						verr = errors.New("ECDSA verification failed")
+					}
+				case *rsa.PublicKey:
+					if _, pss := o.(*rsa.PSSOptions); pss {
+						verr = rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+					} else {
+						verr = rsa.VerifyPKCS1v15(pub, h, digest, sig)
+					}
+				}
+				if verr != nil {
+					t.Errorf("%s %v %T: %v", alg, h, o, verr)
+				}
+			}
+		}
 	}
 }
