@@ -12,7 +12,7 @@ BIN := bin
 TEST_FLAGS ?= -race -count=1 -timeout 12m
 BENCH_FLAGS ?= -run '^$$' -benchmem -count=1
 
-.PHONY: all deps build test vet bench clean
+.PHONY: all deps build test vet bench demo clean
 
 all: build
 
@@ -28,10 +28,18 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) mod download
 
-## build: the thingd binary into bin/.
+BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X github.com/thingd/thingd/agent.buildTime=$(BUILD_TIME)
+
+## build: thingd and thingsim into bin/.
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/thingd ./agent/cmd/thingd
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/thingd ./agent/cmd/thingd
+	$(GO) build -trimpath -o $(BIN)/thingsim ./sim/cmd/thingsim
+
+## demo: the whole story against thingsim with a SoftHSM key.
+demo: deps build
+	BIN=$(abspath $(BIN)) bash docs/demo.sh
 
 ## vet: go vet on everything.
 vet:

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		warnings = append(warnings, keys.InsecureWarning)
 	}
 	log.Info("identity loaded", "thing", cfg.ThingName, "certificate_id", id.CertificateID,
-		"serial", id.Leaf.SerialNumber.Text(16), "not_after", id.Leaf.NotAfter.UTC().Format(time.RFC3339),
+		"serial", identity.SerialHex(id.Leaf), "not_after", id.Leaf.NotAfter.UTC().Format(time.RFC3339),
 		"key", key.Info().Location, "key_store", key.Info().Kind)
 	holder := identity.NewHolder(id)
 
@@ -215,7 +215,7 @@ func Status(cfg *config.Config, now time.Time) Report {
 	} else {
 		leaf := certs[0]
 		r.CertificateID = identity.CertificateID(leaf.Raw)
-		r.Serial = leaf.SerialNumber.Text(16)
+		r.Serial = identity.SerialHex(leaf)
 		r.NotBefore, r.NotAfter = leaf.NotBefore, leaf.NotAfter
 		if leaf.Subject.CommonName != cfg.ThingName {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("certificate CN %q does not match thing name %q: thingd will refuse to start", leaf.Subject.CommonName, cfg.ThingName))

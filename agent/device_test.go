@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,4 +49,12 @@ func newDevice(t *testing.T, ca *testpki.CA, thing string) *device {
 		t.Fatal(err)
 	}
 	return &device{thing: thing, keyURI: uriStr, certFile: certFile, id: id, store: store}
+}
+
+func poolOf(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }

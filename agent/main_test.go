@@ -10,8 +10,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// thingdBin is the thingd binary built once for the end-to-end tests.
-var thingdBin string
+// thingdBin and thingsimBin are the binaries built once for the end-to-end
+// tests.
+var thingdBin, thingsimBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "thingd-e2e-bin")
@@ -20,11 +21,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	thingdBin = filepath.Join(dir, "thingd")
-	cmd := exec.Command("go", "build", "-race", "-o", thingdBin, "github.com/thingd/thingd/agent/cmd/thingd")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build thingd:", err)
-		os.Exit(1)
+	thingsimBin = filepath.Join(dir, "thingsim")
+	for bin, pkg := range map[string]string{thingdBin: "agent/cmd/thingd", thingsimBin: "sim/cmd/thingsim"} {
+		cmd := exec.Command("go", "build", "-race", "-o", bin, "github.com/thingd/thingd/"+pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

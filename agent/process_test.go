@@ -77,8 +77,8 @@ func startThingd(t *testing.T, cfg string, args ...string) *thingdProc {
 
 // stop sends SIGTERM and waits; it returns the exit error.
 func (p *thingdProc) stop(t *testing.T) error {
-	if p.cmd.ProcessState != nil {
-		return nil
+	if err, done := p.exited(0); done {
+		return err
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -94,6 +94,15 @@ func (p *thingdProc) stop(t *testing.T) error {
 
 // exited waits up to d for the process to exit by itself.
 func (p *thingdProc) exited(d time.Duration) (error, bool) {
+	if d == 0 {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return err, true
+		default:
+			return nil, false
+		}
+	}
 	select {
 	case err := <-p.done:
 		p.done <- err

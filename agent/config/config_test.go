@@ -92,3 +92,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExampleConfig keeps agent/deploy/config.example.toml valid.
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../deploy/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "/etc/thingd/AmazonRootCA1.pem", "testdata/ca.pem", 1))
+	c, err := Parse("config.example.toml", data)
+	if err != nil {
+		t.Fatalf("example config does not validate: %v", err)
+	}
+	if c.Port != 8883 || c.Key.Scheme != "pkcs11" || c.Backoff.Cap != 2*time.Minute {
+		t.Fatalf("example config: %+v", c)
+	}
+}

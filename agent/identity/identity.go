@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,4 +194,14 @@ func (h *Holder) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certifi
 	}
 	c := id.tlsCert
 	return &c, nil
+}
+
+// SerialHex formats a certificate serial number as openssl does: upper-case
+// hex with an even number of digits.
+func SerialHex(c *x509.Certificate) string {
+	s := strings.ToUpper(c.SerialNumber.Text(16))
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
 }

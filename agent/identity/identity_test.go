@@ -139,3 +139,15 @@ func TestHolderSwap(t *testing.T) {
 		t.Fatal("empty holder served a certificate")
 	}
 }
+
+func TestSerialHex(t *testing.T) {
+	cases := []struct {
+		serial int64
+		want   string
+	}{{7, "07"}, {0xabc, "0ABC"}, {0x1234, "1234"}}
+	for _, c := range cases {
+		if got := SerialHex(&x509.Certificate{SerialNumber: big.NewInt(c.serial)}); got != c.want {
+			t.Errorf("SerialHex(%#x) = %q, want %q", c.serial, got, c.want)
+		}
+	}
+}

@@ -248,6 +248,7 @@ func (c *Conn) connect(ctx context.Context, lost chan<- error) (paho.Client, err
 	po := paho.NewClientOptions().
 		AddBroker("tls://" + c.addr()).
 		SetClientID(c.opts.ClientID).
+		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).

@@ -3,6 +3,7 @@ package p11store
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 
@@ -69,13 +70,39 @@ func unsupported(err error) bool {
 	return false
 }
 
-// wrapUnsupported adds keystore.ErrUnsupported to err when the module refused
-// what was asked.
-func wrapUnsupported(what string, err error) error {
-	if unsupported(err) {
-		return fmt.Errorf("p11store: %s: %w: %w", what, keystore.ErrUnsupported, err)
+// opError is the error of an operation: "p11store: OP: CAUSE", where a
+// "p11store: " that starts CAUSE is not repeated.
+type opError struct {
+	op    string
+	cause error
+	kind  error // a keystore sentinel to add, or nil
+}
+
+func (e *opError) Error() string {
+	msg := strings.TrimPrefix(e.cause.Error(), "p11store: ")
+	if e.kind != nil && !errors.Is(e.cause, e.kind) {
+		msg = e.kind.Error() + ": " + msg
 	}
-	return fmt.Errorf("p11store: %s: %w", what, err)
+	return "p11store: " + e.op + ": " + msg
+}
+
+func (e *opError) Unwrap() []error {
+	if e.kind != nil {
+		return []error{e.kind, e.cause}
+	}
+	return []error{e.cause}
+}
+
+// wrapOp says which operation failed with err.
+func wrapOp(op string, err error) error { return &opError{op: op, cause: err} }
+
+// wrapUnsupported is wrapOp, adding keystore.ErrUnsupported when the module
+// refused what was asked.
+func wrapUnsupported(op string, err error) error {
+	if unsupported(err) {
+		return &opError{op: op, cause: err, kind: keystore.ErrUnsupported}
+	}
+	return wrapOp(op, err)
 }
 
 // loginError turns a failed C_Login into a message a person can act on. It

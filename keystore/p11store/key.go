@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -114,12 +113,13 @@ func (k *key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 }
 
 func (k *key) sign(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	op := "sign with " + k.info.Location
 	if err := keystore.CheckDigest(digest, opts); err != nil {
-		return nil, fmt.Errorf("p11store: sign with %s: %w", k.info.Location, err)
+		return nil, wrapOp(op, err)
 	}
 	mech, data, err := k.mechanism(digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("p11store: sign with %s: %w", k.info.Location, err)
+		return nil, wrapOp(op, err)
 	}
 	var sig []byte
 	err = k.s.do(ctx, func(sess *session) error {
@@ -128,10 +128,7 @@ func (k *key) sign(ctx context.Context, digest []byte, opts crypto.SignerOpts) (
 		return serr
 	})
 	if err != nil {
-		if errors.Is(err, errStoreClosed) {
-			return nil, fmt.Errorf("p11store: sign with %s: %w", k.info.Location, err)
-		}
-		return nil, wrapUnsupported("sign with "+k.info.Location, err)
+		return nil, wrapUnsupported(op, err)
 	}
 	if k.info.Algorithm.IsRSA() {
 		return sig, nil

@@ -32,7 +32,7 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 	}
 	mech, pubT, privT, err := keyTemplates(alg, name.label, name.id)
 	if err != nil {
-		return nil, fmt.Errorf("p11store: generate %s: %w", uri.Redacted(), err)
+		return nil, wrapOp("generate "+uri.Redacted(), err)
 	}
 	s.mod.genMu.Lock()
 	defer s.mod.genMu.Unlock()
@@ -65,10 +65,7 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 		}
 		_, priv, err := s.mod.ctx.GenerateKeyPair(sess.h, []*pkcs11.Mechanism{mech}, pubT, privT)
 		if err != nil {
-			if unsupported(err) {
-				return fmt.Errorf("C_GenerateKeyPair (%s): %w: %w", alg, keystore.ErrUnsupported, err)
-			}
-			return fmt.Errorf("C_GenerateKeyPair (%s): %w", alg, err)
+			return wrapUnsupported("C_GenerateKeyPair ("+string(alg)+")", err)
 		}
 		created = true
 		obj, err := s.readKey(sess, priv)
@@ -79,7 +76,7 @@ func (s *Store) Generate(ctx context.Context, uri *keystore.URI, alg keystore.Al
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("p11store: generate %s: %w", uri.Redacted(), err)
+		return nil, wrapOp("generate "+uri.Redacted(), err)
 	}
 	s.log.Debug("p11store: generated key", "key", uri.Redacted(), "alg", string(alg))
 	return k, nil
@@ -152,7 +149,7 @@ func (s *Store) Open(ctx context.Context, uri *keystore.URI) (keystore.Key, erro
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("p11store: open %s: %w", uri.Redacted(), err)
+		return nil, wrapOp("open "+uri.Redacted(), err)
 	}
 	return k, nil
 }
@@ -208,7 +205,7 @@ func (s *Store) Delete(ctx context.Context, uri *keystore.URI) error {
 		return errors.Join(errs...)
 	})
 	if err != nil {
-		return fmt.Errorf("p11store: delete %s: %w", uri.Redacted(), err)
+		return wrapOp("delete "+uri.Redacted(), err)
 	}
 	s.log.Debug("p11store: deleted key", "key", uri.Redacted())
 	return nil

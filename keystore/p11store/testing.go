@@ -77,7 +77,7 @@ func (s *Store) RawAttributes(ctx context.Context, uri *keystore.URI) (RawAttrib
 		return nil
 	})
 	if err != nil {
-		return RawAttributes{}, fmt.Errorf("p11store: raw attributes of %s: %w", uri.Redacted(), err)
+		return RawAttributes{}, wrapOp("raw attributes of "+uri.Redacted(), err)
 	}
 	return ra, nil
 }
@@ -130,7 +130,7 @@ func (s *Store) RawSigner(ctx context.Context, uri *keystore.URI) (*RawSigner, e
 	m.ops.RUnlock()
 	if err != nil {
 		s.leave()
-		return nil, fmt.Errorf("p11store: raw signer for %s: %w", uri.Redacted(), err)
+		return nil, wrapOp("raw signer for "+uri.Redacted(), err)
 	}
 	return &RawSigner{s: s, sess: sess, h: h}, nil
 }

@@ -1,0 +1,158 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thingd/thingd/agent/keys"
+	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/keystore/keystoretest"
+	"github.com/thingd/thingd/sim/simtest"
+)
+
+var (
+	benchBinOnce sync.Once
+	benchBin     string
+)
+
+// thingdForBench builds thingd without the race detector, as shipped.
+func thingdForBench(b *testing.B) string {
+	benchBinOnce.Do(func() {
+		benchBin = filepath.Join(os.TempDir(), "thingd-bench-"+strconv.Itoa(os.Getpid()))
+		out, err := exec.Command("go", "build", "-trimpath", "-o", benchBin, "github.com/thingd/thingd/agent/cmd/thingd").CombinedOutput()
+		if err != nil {
+			b.Fatalf("build thingd: %v\n%s", err, out)
+		}
+	})
+	b.Cleanup(func() {})
+	return benchBin
+}
+
+// benchDevice provisions thing gw-1 in the in-process sim with a key at uri.
+func benchDevice(b *testing.B, s *simtest.Sim, uri string) string {
+	ctx := context.Background()
+	u := keystore.MustParseURI(uri)
+	if _, err := keys.Generate(ctx, u, keystore.ECDSAP256, nil); err != nil {
+		b.Fatal(err)
+	}
+	csr, err := keys.CSR(ctx, u, "gw-1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	certPEM, _, err := s.IssueThingCertificate(ctx, "gw-1", string(csr), 30)
+	if err != nil {
+		b.Fatal(err)
+	}
+	certFile := filepath.Join(b.TempDir(), "cert.pem")
+	if err := os.WriteFile(certFile, []byte(certPEM), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return certFile
+}
+
+func benchConfig(b *testing.B, s *simtest.Sim, uri, certFile string) string {
+	_, port, _ := strings.Cut(s.MQTTAddr(), ":")
+	p := filepath.Join(b.TempDir(), "thingd.toml")
+	body := "thing_name = \"gw-1\"\nendpoint = \"localhost:" + port + "\"\nserver_ca = \"" + s.CAPath() +
+		"\"\nstate_dir = \"" + filepath.Join(b.TempDir(), "state") + "\"\nkey = \"" + uri +
+		"\"\ncertificate = \"" + certFile + "\"\nlog_level = \"info\"\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// startUntilConnected starts thingd and returns once it logs the CONNACK.
+func startUntilConnected(b *testing.B, bin, cfg string) *exec.Cmd {
+	cmd := exec.Command(bin, "run", "--config", cfg)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "mqtt connected") {
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return cmd
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	b.Fatalf("thingd exited before connecting")
+	return nil
+}
+
+func stopProc(cmd *exec.Cmd) {
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+}
+
+// BenchmarkStartToConnack measures process start → CONNACK of thingd
+// against thingsim with a SoftHSM key and with a file key.
+func BenchmarkStartToConnack(b *testing.B) {
+	bin := thingdForBench(b)
+	for _, kind := range []string{"softhsm", "file"} {
+		b.Run(kind, func(b *testing.B) {
+			s := simtest.Start(b)
+			var uri string
+			if kind == "softhsm" {
+				uri = keystoretest.NewSoftHSMToken(b, "thingd").URI("device")
+			} else {
+				uri = "file:" + filepath.Join(b.TempDir(), "key.pem")
+			}
+			cfg := benchConfig(b, s, uri, benchDevice(b, s, uri))
+			b.ResetTimer()
+			for b.Loop() {
+				cmd := startUntilConnected(b, bin, cfg)
+				b.StopTimer()
+				stopProc(cmd)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkIdleRSS reports the resident memory of a connected, idle thingd.
+func BenchmarkIdleRSS(b *testing.B) {
+	bin := thingdForBench(b)
+	s := simtest.Start(b)
+	uri := keystoretest.NewSoftHSMToken(b, "thingd").URI("device")
+	cfg := benchConfig(b, s, uri, benchDevice(b, s, uri))
+	var rss float64
+	for b.Loop() {
+		cmd := startUntilConnected(b, bin, cfg)
+		time.Sleep(2 * time.Second)
+		rss = float64(vmRSSKiB(b, cmd.Process.Pid))
+		stopProc(cmd)
+	}
+	b.ReportMetric(rss/1024, "MiB-RSS")
+}
+
+func vmRSSKiB(b *testing.B, pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}

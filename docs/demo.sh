@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The whole story on one machine: thingsim (the local AWS IoT Core), a SoftHSM
+# token holding the device key, a certificate issued by thingsim, thingd
+# connected as the thing. Run it with `make demo`; read it as a walkthrough.
+set -euo pipefail
+
+BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+THINGD=$BIN/thingd
+THINGSIM=$BIN/thingsim
+THING=${THING:-gw-1}
+SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+
+WORK=$(mktemp -d /tmp/thingd-demo.XXXXXX)
+SIM_PID= THINGD_PID=
+cleanup() {
+  [ -n "$THINGD_PID" ] && kill -TERM "$THINGD_PID" 2>/dev/null && wait "$THINGD_PID" 2>/dev/null || true
+  [ -n "$SIM_PID" ] && kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local t=$1 what=$2; shift 2
+  for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "demo: timed out waiting for $what" >&2; return 1
+}
+
+step "Start thingsim, the local AWS IoT Core, in $WORK/sim"
+"$THINGSIM" serve --dir "$WORK/sim" --mqtt 127.0.0.1:0 --api 127.0.0.1:0 2>"$WORK/thingsim.log" &
+SIM_PID=$!
+wait_for 20 "thingsim" test -s "$WORK/sim/api.json"
+MQTT=$(sed -n 's/.*"mqttAddress": *"\([^"]*\)".*/\1/p' "$WORK/sim/api.json")
+echo "MQTT broker (mutual TLS) at $MQTT; devices trust $WORK/sim/ca.pem"
+
+step "Initialise a SoftHSM token for the device"
+export SOFTHSM2_CONF=$WORK/softhsm2.conf
+mkdir -p "$WORK/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK/tokens" > "$SOFTHSM2_CONF"
+softhsm2-util --init-token --free --label thingd --so-pin 5678 --pin 1234 >/dev/null
+printf '1234' > "$WORK/pin" && chmod 600 "$WORK/pin"
+KEY="pkcs11:token=thingd;object=device-a?module-path=$SOFTHSM_MODULE&pin-source=file:$WORK/pin"
+
+step "Generate the device key inside the token (non-extractable)"
+"$THINGD" key generate --key "$KEY"
+
+step "Create the thing and have thingsim issue its certificate from a CSR"
+"$THINGD" key csr --key "$KEY" --thing "$THING" > "$WORK/$THING.csr"
+"$THINGSIM" thing create "$THING" --dir "$WORK/sim" >/dev/null
+"$THINGSIM" cert create --dir "$WORK/sim" --thing "$THING" --csr "$WORK/$THING.csr" > "$WORK/$THING.pem"
+openssl x509 -in "$WORK/$THING.pem" -noout -subject -serial -enddate
+
+step "Write the thingd config"
+cat > "$WORK/thingd.toml" <<TOML
+thing_name = "$THING"
+endpoint = "localhost:${MQTT##*:}"
+server_ca = "$WORK/sim/ca.pem"
+state_dir = "$WORK/state"
+key = "$KEY"
+certificate = "$WORK/$THING.pem"
+log_level = "info"
+TOML
+cat "$WORK/thingd.toml"
+
+step "Start thingd"
+"$THINGD" run --config "$WORK/thingd.toml" 2>"$WORK/thingd.log" &
+THINGD_PID=$!
+wait_for 30 "thingd to connect" grep -q "mqtt connected" "$WORK/thingd.log"
+
+step "thingsim's view: live connections"
+"$THINGSIM" clients --dir "$WORK/sim"
+
+step "thingd's view: thingd status"
+"$THINGD" status --config "$WORK/thingd.toml"
+
+step "Stop thingd (SIGTERM: MQTT DISCONNECT sent) and thingsim"
+kill -TERM "$THINGD_PID"; wait "$THINGD_PID"; THINGD_PID=
+sed 's/^/  thingd: /' "$WORK/thingd.log"
+kill -TERM "$SIM_PID"; wait "$SIM_PID" || true; SIM_PID=
+grep -E 'presence|disconnect' "$WORK/thingsim.log" | sed 's/^/  thingsim: /' | tail -3 || true
+echo
+echo "demo: done"

@@ -1,0 +1,258 @@
+package api_test
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingd/thingd/sim/api"
+	"github.com/thingd/thingd/sim/broker"
+	"github.com/thingd/thingd/sim/ca"
+	"github.com/thingd/thingd/sim/registry"
+	"github.com/thingd/thingd/sim/simtest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+var now = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+const token = "test-token"
+
+type fakeBroker struct {
+	mu           sync.Mutex
+	disconnected []string
+}
+
+func (f *fakeBroker) Clients() []broker.Client {
+	return []broker.Client{{ClientID: "dev1", CertificateID: "c0ffee", SessionID: "s-1", IPAddress: "127.0.0.1", Since: now}}
+}
+
+func (f *fakeBroker) DisconnectCertificate(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.disconnected = append(f.disconnected, id)
+	return 1
+}
+
+func newServer(t *testing.T) (*httptest.Server, *fakeBroker, *registry.Registry) {
+	t.Helper()
+	dir := t.TempDir()
+	authority, err := ca.LoadOrCreate(dir, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(filepath.Join(dir, "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	fb := &fakeBroker{}
+	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Token: token, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, fb, reg
+}
+
+func csrPEM(t *testing.T, cn string) string {
+	t.Helper()
+	_, csr := simtest.NewCSR(t, cn)
+	return csr
+}
+
+// TestGolden runs one request per operation, in order, and compares status,
+// error type and JSON body with testdata/NN-name.golden. Random values
+// (certificate id and PEM, thing id) are replaced by placeholders.
+func TestGolden(t *testing.T) {
+	srv, fb, _ := newServer(t)
+	var placeholders []string // actual, placeholder pairs, longest first
+	var certID, certArn string
+	extract := func(name string, body []byte) {
+		switch name {
+		case "create-thing":
+			var r api.CreateThingResponse
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			placeholders = append(placeholders, r.ThingID, "<thingId>")
+		case "create-certificate":
+			var r api.CreateCertificateFromCSRResponse
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			certID, certArn = r.CertificateID, r.CertificateArn
+			pemJSON, _ := json.Marshal(r.CertificatePem)
+			placeholders = append(placeholders,
+				strings.Trim(string(pemJSON), `"`), "<certificatePem>",
+				certID, "<certificateId>",
+				certID[:32], "<generationId>")
+		case "describe-certificate":
+			var r api.DescribeCertificateResponse
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			placeholders = append(placeholders, r.CertificateDescription.CACertificateID, "<caCertificateId>")
+		}
+	}
+
+	type step struct {
+		name, method, path string
+		header             map[string]string
+		body               any
+		noAuth             bool
+	}
+	run := func(n int, s step) {
+		t.Helper()
+		var rd io.Reader
+		if s.body != nil {
+			data, _ := json.Marshal(s.body)
+			rd = strings.NewReader(string(data))
+		}
+		req, err := http.NewRequest(s.method, srv.URL+s.path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.noAuth {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for k, v := range s.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: Content-Type = %q, want application/json", s.name, ct)
+		}
+		var parsed any
+		if err := json.Unmarshal(body, &parsed); err != nil {
+			t.Errorf("%s: body is not JSON: %v\n%s", s.name, err, body)
+		}
+		extract(s.name, body)
+		got := fmt.Sprintf("%s %s\nHTTP %d\nx-amzn-ErrorType: %s\n\n%s", s.method, s.path, resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), body)
+		for i := 0; i < len(placeholders); i += 2 {
+			got = strings.ReplaceAll(got, placeholders[i], placeholders[i+1])
+		}
+		golden := filepath.Join("testdata", fmt.Sprintf("%02d-%s.golden", n, s.name))
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", golden, diff)
+			}
+		}
+	}
+
+	steps := []step{
+		{name: "no-token", method: "GET", path: "/things", noAuth: true},
+		{name: "wrong-token", method: "GET", path: "/things", noAuth: true, header: map[string]string{"Authorization": "Bearer nope"}},
+		{name: "create-thing", method: "POST", path: "/things/dev1", body: api.CreateThingRequest{AttributePayload: &api.AttributePayload{Attributes: map[string]string{"model": "gw1"}}}},
+		{name: "create-thing-idempotent", method: "POST", path: "/things/dev1", body: api.CreateThingRequest{AttributePayload: &api.AttributePayload{Attributes: map[string]string{"model": "gw1"}}}},
+		{name: "create-thing-conflict", method: "POST", path: "/things/dev1", body: api.CreateThingRequest{}},
+		{name: "create-thing-bad-name", method: "POST", path: "/things/bad%20name"},
+		{name: "create-thing-bad-json", method: "POST", path: "/things/dev2", body: "not an object"},
+		{name: "describe-thing", method: "GET", path: "/things/dev1"},
+		{name: "describe-thing-missing", method: "GET", path: "/things/nope"},
+		{name: "list-things", method: "GET", path: "/things"},
+		{name: "create-certificate", method: "POST", path: "/certificates?setAsActive=true", body: api.CreateCertificateFromCSRRequest{CertificateSigningRequest: csrPEM(t, "dev1")}},
+		{name: "create-certificate-bad-csr", method: "POST", path: "/certificates?setAsActive=true", body: api.CreateCertificateFromCSRRequest{CertificateSigningRequest: "garbage"}},
+		{name: "create-certificate-bad-days", method: "POST", path: "/certificates?validityDays=0", body: api.CreateCertificateFromCSRRequest{CertificateSigningRequest: csrPEM(t, "dev1")}},
+		{name: "describe-certificate", method: "GET", path: "/certificates/CERTID"},
+		{name: "describe-certificate-missing", method: "GET", path: "/certificates/" + strings.Repeat("0", 64)},
+		{name: "describe-certificate-bad-id", method: "GET", path: "/certificates/xyz"},
+		{name: "list-certificates", method: "GET", path: "/certificates"},
+		{name: "attach-principal", method: "PUT", path: "/things/dev1/principals", header: map[string]string{"x-amzn-principal": "CERTARN"}},
+		{name: "attach-principal-missing-header", method: "PUT", path: "/things/dev1/principals"},
+		{name: "attach-principal-missing-thing", method: "PUT", path: "/things/nope/principals", header: map[string]string{"x-amzn-principal": "CERTARN"}},
+		{name: "list-thing-principals", method: "GET", path: "/things/dev1/principals"},
+		{name: "list-principal-things", method: "GET", path: "/principals/things", header: map[string]string{"x-amzn-principal": "CERTARN"}},
+		{name: "delete-thing-with-principal", method: "DELETE", path: "/things/dev1"},
+		{name: "update-certificate-inactive", method: "PUT", path: "/certificates/CERTID?newStatus=INACTIVE"},
+		{name: "update-certificate-reserved", method: "PUT", path: "/certificates/CERTID?newStatus=PENDING_TRANSFER"},
+		{name: "update-certificate-missing-status", method: "PUT", path: "/certificates/CERTID"},
+		{name: "update-certificate-revoked", method: "PUT", path: "/certificates/CERTID?newStatus=REVOKED"},
+		{name: "update-certificate-revoked-to-active", method: "PUT", path: "/certificates/CERTID?newStatus=ACTIVE"},
+		{name: "detach-principal", method: "DELETE", path: "/things/dev1/principals", header: map[string]string{"x-amzn-principal": "CERTARN"}},
+		{name: "delete-thing", method: "DELETE", path: "/things/dev1"},
+		{name: "thingsim-clients", method: "GET", path: "/thingsim/clients"},
+		{name: "unknown-operation", method: "GET", path: "/nothing/here"},
+	}
+	for i, s := range steps {
+		s.path = strings.ReplaceAll(s.path, "CERTID", certID)
+		for k, v := range s.header {
+			s.header[k] = strings.ReplaceAll(v, "CERTARN", certArn)
+		}
+		run(i, s)
+	}
+	if diff := cmp.Diff([]string{certID, certID}, fb.disconnected); diff != "" {
+		t.Errorf("DisconnectCertificate calls (-want +got):\n%s", diff)
+	}
+}
+
+// The certificate from CreateCertificateFromCsr is the CSR's key and subject,
+// signed by the CA, with the requested validity, and its id is the SHA-256 of
+// its DER.
+func TestCreateCertificateFromCSR(t *testing.T) {
+	srv, _, reg := newServer(t)
+	c := api.NewClient(srv.URL, token, nil)
+	resp, err := c.CreateCertificateFromCSR(t.Context(), csrPEM(t, "dev7"), false, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ParseCertificatePEM([]byte(resp.CertificatePem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ca.CertificateID(cert.Raw); got != resp.CertificateID {
+		t.Errorf("certificateId = %s, want SHA-256 of the DER %s", resp.CertificateID, got)
+	}
+	if cert.Subject.CommonName != "dev7" {
+		t.Errorf("subject CN = %q, want dev7", cert.Subject.CommonName)
+	}
+	if want := now.Add(30 * 24 * time.Hour); !cert.NotAfter.Equal(want) {
+		t.Errorf("notAfter = %v, want %v", cert.NotAfter, want)
+	}
+	stored, err := reg.Certificate(resp.CertificateID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != registry.StatusInactive {
+		t.Errorf("status without setAsActive = %s, want INACTIVE", stored.Status)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	srv, _, _ := newServer(t)
+	_, err := api.NewClient(srv.URL, token, nil).DescribeThing(t.Context(), "nope")
+	var e *api.Error
+	if !errors.As(err, &e) || e.StatusCode != 404 || e.Type != api.ErrResourceNotFound || !strings.Contains(e.Message, "nope") {
+		t.Errorf("DescribeThing(nope) error = %v, want a 404 ResourceNotFoundException naming nope", err)
+	}
+	_, err = api.NewClient(srv.URL, "wrong", nil).ListThings(t.Context())
+	if !errors.As(err, &e) || e.StatusCode != 401 || e.Type != api.ErrUnauthorized {
+		t.Errorf("ListThings with a wrong token error = %v, want 401 UnauthorizedException", err)
+	}
+}

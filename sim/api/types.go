@@ -1,0 +1,171 @@
+// Package api is thingsim's admin HTTP API and its Go client. Where AWS IoT
+// has a control-plane operation for the same thing, the path, query, headers
+// and JSON shapes are AWS's (CreateThing, DescribeThing, ListThings,
+// DeleteThing, CreateCertificateFromCsr, DescribeCertificate,
+// ListCertificates, UpdateCertificate, AttachThingPrincipal,
+// DetachThingPrincipal, ListThingPrincipals, ListPrincipalThings), so AWS SDK
+// clients can later be pointed at thingsim. Errors use the AWS shape: the
+// HTTP status, an x-amzn-ErrorType header and {"message": "..."}.
+//
+// Non-AWS additions live under /thingsim/: GET /thingsim/clients (live MQTT
+// connections) and GET /thingsim/connections (connection history), and the
+// validityDays query parameter of CreateCertificateFromCsr (default 365).
+//
+// Every request needs "Authorization: Bearer TOKEN" (401
+// UnauthorizedException otherwise). Timestamps in AWS shapes are epoch
+// seconds (JSON numbers with millisecond fractions), as in AWS's REST JSON
+// protocol; the /thingsim/ endpoints use RFC 3339 strings.
+package api
+
+import (
+	"time"
+
+	"github.com/thingd/thingd/sim/broker"
+	"github.com/thingd/thingd/sim/registry"
+)
+
+// AttributePayload is the attributes part of CreateThing's request.
+type AttributePayload struct {
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Merge      bool              `json:"merge,omitempty"`
+}
+
+// CreateThingRequest is the body of POST /things/{thingName}.
+type CreateThingRequest struct {
+	ThingTypeName    string            `json:"thingTypeName,omitempty"`
+	AttributePayload *AttributePayload `json:"attributePayload,omitempty"`
+}
+
+// CreateThingResponse is CreateThing's response.
+type CreateThingResponse struct {
+	ThingName string `json:"thingName"`
+	ThingArn  string `json:"thingArn"`
+	ThingID   string `json:"thingId"`
+}
+
+// DescribeThingResponse is DescribeThing's response.
+type DescribeThingResponse struct {
+	DefaultClientID string            `json:"defaultClientId"`
+	ThingName       string            `json:"thingName"`
+	ThingID         string            `json:"thingId"`
+	ThingArn        string            `json:"thingArn"`
+	Attributes      map[string]string `json:"attributes"`
+	Version         int64             `json:"version"`
+}
+
+// ThingAttribute is one entry of ListThings.
+type ThingAttribute struct {
+	ThingName  string            `json:"thingName"`
+	ThingArn   string            `json:"thingArn"`
+	Attributes map[string]string `json:"attributes"`
+	Version    int64             `json:"version"`
+}
+
+// ListThingsResponse is ListThings' response.
+type ListThingsResponse struct {
+	Things    []ThingAttribute `json:"things"`
+	NextToken string           `json:"nextToken,omitempty"`
+}
+
+// CreateCertificateFromCSRRequest is the body of POST /certificates.
+type CreateCertificateFromCSRRequest struct {
+	CertificateSigningRequest string `json:"certificateSigningRequest"`
+}
+
+// CreateCertificateFromCSRResponse is CreateCertificateFromCsr's response.
+type CreateCertificateFromCSRResponse struct {
+	CertificateArn string `json:"certificateArn"`
+	CertificateID  string `json:"certificateId"`
+	CertificatePem string `json:"certificatePem"`
+}
+
+// CertificateValidity is DescribeCertificate's validity (epoch seconds).
+type CertificateValidity struct {
+	NotBefore float64 `json:"notBefore"`
+	NotAfter  float64 `json:"notAfter"`
+}
+
+// CertificateDescription is DescribeCertificate's certificateDescription.
+type CertificateDescription struct {
+	CertificateArn   string              `json:"certificateArn"`
+	CertificateID    string              `json:"certificateId"`
+	CACertificateID  string              `json:"caCertificateId,omitempty"`
+	Status           string              `json:"status"`
+	CertificatePem   string              `json:"certificatePem"`
+	OwnedBy          string              `json:"ownedBy"`
+	CreationDate     float64             `json:"creationDate"`
+	LastModifiedDate float64             `json:"lastModifiedDate"`
+	CustomerVersion  int64               `json:"customerVersion"`
+	GenerationID     string              `json:"generationId"`
+	CertificateMode  string              `json:"certificateMode"`
+	Validity         CertificateValidity `json:"validity"`
+}
+
+// DescribeCertificateResponse is DescribeCertificate's response.
+type DescribeCertificateResponse struct {
+	CertificateDescription CertificateDescription `json:"certificateDescription"`
+}
+
+// CertificateSummary is one entry of ListCertificates.
+type CertificateSummary struct {
+	CertificateArn  string  `json:"certificateArn"`
+	CertificateID   string  `json:"certificateId"`
+	Status          string  `json:"status"`
+	CertificateMode string  `json:"certificateMode"`
+	CreationDate    float64 `json:"creationDate"`
+}
+
+// ListCertificatesResponse is ListCertificates' response.
+type ListCertificatesResponse struct {
+	Certificates []CertificateSummary `json:"certificates"`
+	NextMarker   string               `json:"nextMarker,omitempty"`
+}
+
+// ListThingPrincipalsResponse is ListThingPrincipals' response (certificate ARNs).
+type ListThingPrincipalsResponse struct {
+	Principals []string `json:"principals"`
+	NextToken  string   `json:"nextToken,omitempty"`
+}
+
+// ListPrincipalThingsResponse is ListPrincipalThings' response (thing names).
+type ListPrincipalThingsResponse struct {
+	Things    []string `json:"things"`
+	NextToken string   `json:"nextToken,omitempty"`
+}
+
+// ClientsResponse is GET /thingsim/clients: the live MQTT connections.
+type ClientsResponse struct {
+	Clients []broker.Client `json:"clients"`
+}
+
+// ConnectionsResponse is GET /thingsim/connections: the connection history.
+type ConnectionsResponse struct {
+	Connections []registry.Connection `json:"connections"`
+}
+
+// ErrorResponse is the body of every error.
+type ErrorResponse struct {
+	Message string `json:"message"`
+}
+
+// Error types (x-amzn-ErrorType) and their HTTP statuses.
+const (
+	ErrResourceNotFound      = "ResourceNotFoundException"      // 404
+	ErrResourceAlreadyExists = "ResourceAlreadyExistsException" // 409
+	ErrInvalidRequest        = "InvalidRequestException"        // 400
+	ErrUnauthorized          = "UnauthorizedException"          // 401
+	ErrCertificateState      = "CertificateStateException"      // 406
+	ErrUnknownOperation      = "UnknownOperationException"      // 404
+	ErrInternalFailure       = "InternalFailureException"       // 500
+)
+
+// DefaultValidityDays is the validity of certificates from
+// CreateCertificateFromCsr without a validityDays parameter.
+const DefaultValidityDays = 365
+
+func epochSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMilli()) / 1000
+}
