@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"github.com/thingd/thingd/agent/internal/atomicfile"
 	"github.com/thingd/thingd/agent/keys"
 	"github.com/thingd/thingd/agent/mqttconn"
+	"github.com/thingd/thingd/agent/rotation"
+	"github.com/thingd/thingd/jobs"
 	"github.com/thingd/thingd/keystore"
 )
 
@@ -54,6 +57,8 @@ type DaemonStatus struct {
 	// Warnings are current loud warnings (expired certificate, untrusted
 	// clock, insecure key store).
 	Warnings []string `json:"warnings,omitempty"`
+	// Rotation is the rotation state and the next renewal.
+	Rotation *rotation.Status `json:"rotation,omitempty"`
 }
 
 // Options are what Run needs beyond the config.
@@ -67,9 +72,11 @@ type Options struct {
 	OnReady func()
 }
 
-// Run is the daemon: it loads the identity, refuses one that cannot be
-// right, and keeps the MQTT session up until ctx is cancelled. Cancellation
-// is a clean stop and returns nil.
+// Run is the daemon: it recovers an interrupted rotation, loads the
+// identity of the active key slot, refuses one that cannot be right, keeps
+// the MQTT session up, runs jobs (certificate rotation above all) and
+// renews the certificate in its renewal window, until ctx is cancelled.
+// Cancellation is a clean stop and returns nil.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log := opts.Logger
 	if log == nil {
@@ -82,39 +89,25 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
+	slots, err := Slots(cfg)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	store, err := keys.OpenStore(ctx, cfg.Key, log.With("component", "keystore"))
 	if err != nil {
 		return fmt.Errorf("agent: open key store: %w", err)
 	}
 	defer store.Close()
-	key, err := store.Open(ctx, cfg.Key)
-	if err != nil {
-		return fmt.Errorf("agent: open device key: %w", err)
-	}
-	id, err := identity.Load(cfg.ThingName, key, cfg.CertificateFile)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	var warnings []string
-	if tc := identity.CheckTime(id.Leaf, now(), BuildTime()); tc.Warning != "" {
-		log.Warn("certificate time check", "warning", tc.Warning, "not_before", id.Leaf.NotBefore, "not_after", id.Leaf.NotAfter)
-		warnings = append(warnings, tc.Warning)
-	}
-	if key.Info().Insecure {
-		log.Warn(keys.InsecureWarning, "key", key.Info().Location)
-		warnings = append(warnings, keys.InsecureWarning)
-	}
-	log.Info("identity loaded", "thing", cfg.ThingName, "certificate_id", id.CertificateID,
-		"serial", identity.SerialHex(id.Leaf), "not_after", id.Leaf.NotAfter.UTC().Format(time.RFC3339),
-		"key", key.Info().Location, "key_store", key.Info().Kind)
-	holder := identity.NewHolder(id)
 
+	holder := identity.NewHolder(nil)
 	st := &statusWriter{
 		path: filepath.Join(cfg.StateDir, StatusFile),
 		log:  log,
-		cur: DaemonStatus{PID: os.Getpid(), Version: Version, StartedAt: now(),
-			CertificateID: id.CertificateID, Warnings: warnings},
+		cur:  DaemonStatus{PID: os.Getpid(), Version: Version, StartedAt: now()},
 	}
+	var jc *jobs.Client
+	var prov *rotation.Provisioner
+	var engine *jobs.Engine
 	conn := mqttconn.New(mqttconn.Options{
 		Host:                 cfg.Host,
 		Port:                 cfg.Port,
@@ -123,20 +116,148 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		GetClientCertificate: holder.GetClientCertificate,
 		Backoff:              mqttconn.Backoff(cfg.Backoff),
 		Logger:               log.With("component", "mqtt"),
-		OnState:              st.setConnection,
+		OnState:              func(s mqttconn.Status) { st.update(func(d *DaemonStatus) { d.Connection = s }) },
+		OnConnect:            func() { engine.Connected() },
+		OnUnsolicited: func(topic string, payload []byte) {
+			if !jc.HandleMessage(topic, payload) && !prov.HandleMessage(topic, payload) {
+				log.Debug("unsolicited message dropped", "topic", topic)
+			}
+		},
 	})
-	st.setConnection(conn.Status())
+	jc = jobs.NewClient(cfg.ThingName, conn, jobs.ClientOptions{Logger: log.With("component", "jobs"), Timeout: cfg.Rotation.ReplyTimeout})
+	prov = rotation.NewProvisioner(conn, log.With("component", "provisioning"))
+	rot, err := rotation.New(rotation.Config{
+		ThingName:         cfg.ThingName,
+		StateDir:          cfg.StateDir,
+		Slots:             slots,
+		ConfigCertificate: cfg.CertificateFile,
+		DeviceCAs:         cfg.Rotation.DeviceCAs,
+		ClockSkew:         cfg.Rotation.ClockSkew,
+		ReplyTimeout:      cfg.Rotation.ReplyTimeout,
+		VerifyTimeout:     cfg.Rotation.VerifyTimeout,
+		Window:            rotation.Window{Fraction: cfg.Renewal.Fraction, MaxBefore: cfg.Renewal.MaxBefore},
+		Renew:             cfg.Renewal.Enabled,
+		CheckInterval:     cfg.Renewal.CheckInterval,
+		BuildTime:         BuildTime(),
+	}, rotation.Deps{
+		Store: store, Holder: holder, Conn: conn, Jobs: jc, Prov: prov,
+		Log: log.With("component", "rotation"), Now: now, AfterJournal: crashAfter,
+		OnChange: func(s rotation.Status) {
+			st.update(func(d *DaemonStatus) {
+				d.Rotation = &s
+				if id := holder.Current(); id != nil {
+					d.CertificateID = id.CertificateID
+				}
+			})
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	active, fallback, err := rot.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: recover rotation: %w", err)
+	}
+	id, err := loadIdentity(ctx, store, cfg.ThingName, slots.Key(active.Slot), active.CertificateFile)
+	if err != nil && fallback != nil {
+		log.Error("new identity of an interrupted rotation does not load; rolling back", "err", err)
+		rot.RollbackUnloadable(ctx, err)
+		active, fallback = *fallback, nil
+		id, err = loadIdentity(ctx, store, cfg.ThingName, slots.Key(active.Slot), active.CertificateFile)
+	}
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if fallback != nil {
+		old, err := loadIdentity(ctx, store, cfg.ThingName, slots.Key(fallback.Slot), fallback.CertificateFile)
+		if err != nil {
+			log.Error("previous identity does not load; the interrupted rotation can only go forward", "err", err)
+		} else {
+			rot.SetFallback(old)
+		}
+	}
+	var warnings []string
+	if tc := identity.CheckTime(id.Leaf, now(), BuildTime()); tc.Warning != "" {
+		log.Warn("certificate time check", "warning", tc.Warning, "not_before", id.Leaf.NotBefore, "not_after", id.Leaf.NotAfter)
+		warnings = append(warnings, tc.Warning)
+	}
+	if id.Key.Info().Insecure {
+		log.Warn(keys.InsecureWarning, "key", id.Key.Info().Location)
+		warnings = append(warnings, keys.InsecureWarning)
+	}
+	log.Info("identity loaded", "thing", cfg.ThingName, "slot", string(active.Slot), "certificate_id", id.CertificateID,
+		"serial", identity.SerialHex(id.Leaf), "not_after", id.Leaf.NotAfter.UTC().Format(time.RFC3339),
+		"key", id.Key.Info().Location, "key_store", id.Key.Info().Kind)
+	holder.Set(id)
+	rs := rot.Status()
+	st.update(func(d *DaemonStatus) {
+		d.CertificateID, d.Warnings, d.Connection, d.Rotation = id.CertificateID, warnings, conn.Status(), &rs
+	})
+
+	engine = jobs.NewEngine(jc, jobs.EngineOptions{
+		Persister: filePersister(filepath.Join(cfg.StateDir, JobsFile)),
+		Logger:    log.With("component", "jobs"),
+	})
+	engine.Register(rotation.Operation, rot)
+	if err := jc.Start(ctx); err != nil {
+		return fmt.Errorf("agent: jobs: %w", err)
+	}
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
+
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = engine.Run(rctx) })
+	wg.Go(func() { _ = rot.Run(rctx) })
 	err = conn.Run(ctx)
-	st.setConnection(conn.Status())
+	stop()
+	wg.Wait()
+	st.update(func(d *DaemonStatus) { d.Connection = conn.Status() })
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		log.Info("stopped")
 		return nil
 	}
 	return err
 }
+
+// Slots returns the URIs of the two key slots: slot A is the configured key,
+// slot B is rotation.key_b or derived from the key.
+func Slots(cfg *config.Config) (identity.Slots, error) {
+	b := cfg.Rotation.KeyB
+	if b == nil {
+		var err error
+		if b, err = identity.DeriveSlotB(cfg.Key); err != nil {
+			return identity.Slots{}, err
+		}
+	}
+	return identity.Slots{A: cfg.Key, B: b}, nil
+}
+
+func loadIdentity(ctx context.Context, store keystore.Store, thing string, key *keystore.URI, certFile string) (*identity.Identity, error) {
+	k, err := store.Open(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("open device key: %w", err)
+	}
+	return identity.Load(thing, k, certFile)
+}
+
+// JobsFile is the name, in the state directory, of the jobs engine's
+// record of the execution in flight.
+const JobsFile = "jobs.json"
+
+// filePersister keeps the jobs engine state in a file, written atomically.
+type filePersister string
+
+func (p filePersister) Read() ([]byte, error) {
+	b, err := os.ReadFile(string(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (p filePersister) Write(data []byte) error { return atomicfile.WriteFile(string(p), data, 0o600) }
 
 // statusWriter keeps StatusFile current.
 type statusWriter struct {
@@ -146,10 +267,10 @@ type statusWriter struct {
 	cur  DaemonStatus
 }
 
-func (w *statusWriter) setConnection(s mqttconn.Status) {
+func (w *statusWriter) update(f func(*DaemonStatus)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cur.Connection = s
+	f(&w.cur)
 	w.cur.UpdatedAt = time.Now()
 	data, err := json.MarshalIndent(w.cur, "", "  ")
 	if err != nil {
@@ -190,6 +311,11 @@ type Report struct {
 	PID              int              `json:"pid,omitempty"`
 	Connection       *mqttconn.Status `json:"connection,omitempty"`
 	CertificateError string           `json:"certificateError,omitempty"`
+	// Slot is the active key slot (a or b) and ActiveKey its redacted URI.
+	Slot      identity.Slot `json:"slot"`
+	ActiveKey string        `json:"activeKey"`
+	// Rotation is the rotation state, the last result and the next renewal.
+	Rotation rotation.Status `json:"rotation"`
 }
 
 // Status builds the status report from the config, the certificate file and
@@ -208,7 +334,25 @@ func Status(cfg *config.Config, now time.Time) Report {
 		r.Insecure = true
 		r.Warnings = append(r.Warnings, keys.InsecureWarning)
 	}
-	if data, err := os.ReadFile(cfg.CertificateFile); err != nil {
+	active, err := identity.LoadActive(cfg.StateDir, cfg.CertificateFile)
+	if err != nil {
+		r.Warnings = append(r.Warnings, err.Error())
+		active = identity.Active{Slot: identity.SlotA, CertificateFile: cfg.CertificateFile}
+	}
+	r.Slot, r.CertificateFile, r.ActiveKey = active.Slot, active.CertificateFile, r.Key
+	if slots, err := Slots(cfg); err == nil {
+		r.ActiveKey = slots.Key(active.Slot).Redacted()
+	}
+	r.Rotation.State = "idle"
+	if rec, err := rotation.ReadRecord(cfg.StateDir); err != nil {
+		r.Warnings = append(r.Warnings, err.Error())
+	} else {
+		r.Rotation.Last = rec.Last
+		if j := rec.Journal; j != nil {
+			r.Rotation.State, r.Rotation.ID, r.Rotation.JobID = string(j.Step), j.ID, j.JobID
+		}
+	}
+	if data, err := os.ReadFile(active.CertificateFile); err != nil {
 		r.CertificateError = err.Error()
 	} else if certs, err := identity.ParseChain(data); err != nil {
 		r.CertificateError = err.Error()
@@ -222,6 +366,13 @@ func Status(cfg *config.Config, now time.Time) Report {
 		}
 		if tc := identity.CheckTime(leaf, now, BuildTime()); tc.Warning != "" {
 			r.Warnings = append(r.Warnings, tc.Warning)
+		}
+		if !cfg.Renewal.Enabled {
+			r.Rotation.RenewalNote = "renewal without a job is disabled"
+		} else {
+			w := rotation.Window{Fraction: cfg.Renewal.Fraction, MaxBefore: cfg.Renewal.MaxBefore}
+			d := w.Decide(leaf.NotBefore, leaf.NotAfter, now, BuildTime(), rotation.DeviceJitter(cfg.ThingName, r.Serial))
+			r.Rotation.NextRenewal, r.Rotation.RenewalNote = d.At, d.Reason
 		}
 	}
 	if ds, running, err := ReadDaemonStatus(cfg.StateDir); err == nil && running {
@@ -242,3 +393,7 @@ func kindOf(u *keystore.URI) keystore.Kind {
 	}
 	return keystore.KindFile
 }
+
+// crashAfter is the rotation crash test hook; set only in builds with the
+// crashhook tag (crashhook.go).
+var crashAfter func(rotation.Step)

@@ -50,14 +50,31 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 
 // file is the on-disk shape. Field names are the TOML keys.
 type file struct {
-	ThingName   string   `toml:"thing_name"`
-	Endpoint    string   `toml:"endpoint"`
-	ServerCA    string   `toml:"server_ca"`
-	StateDir    string   `toml:"state_dir"`
-	Key         string   `toml:"key"`
-	Certificate string   `toml:"certificate"`
-	LogLevel    string   `toml:"log_level"`
-	Backoff     *backoff `toml:"backoff"`
+	ThingName   string    `toml:"thing_name"`
+	Endpoint    string    `toml:"endpoint"`
+	ServerCA    string    `toml:"server_ca"`
+	StateDir    string    `toml:"state_dir"`
+	Key         string    `toml:"key"`
+	Certificate string    `toml:"certificate"`
+	LogLevel    string    `toml:"log_level"`
+	Backoff     *backoff  `toml:"backoff"`
+	Rotation    *rotation `toml:"rotation"`
+	Renewal     *renewal  `toml:"renewal"`
+}
+
+type rotation struct {
+	KeyB          string    `toml:"key_b"`
+	DeviceCA      string    `toml:"device_ca"`
+	VerifyTimeout *Duration `toml:"verify_timeout"`
+	ReplyTimeout  *Duration `toml:"reply_timeout"`
+	ClockSkew     *Duration `toml:"clock_skew"`
+}
+
+type renewal struct {
+	Enabled       *bool     `toml:"enabled"`
+	Fraction      *float64  `toml:"fraction"`
+	MaxBefore     *Duration `toml:"max_before"`
+	CheckInterval *Duration `toml:"check_interval"`
 }
 
 type backoff struct {
@@ -98,7 +115,50 @@ type Config struct {
 	LogLevel slog.Level
 	// Backoff bounds reconnect delays.
 	Backoff Backoff
+	// Rotation configures certificate rotation.
+	Rotation Rotation
+	// Renewal configures renewal without a job.
+	Renewal Renewal
 }
+
+// Rotation configures certificate rotation ([rotation]).
+type Rotation struct {
+	// KeyB is the URI of key slot B; nil means derived from Key (same
+	// module: object "<name>-b", TPM handle + 1, file "<name>-b.pem").
+	KeyB *keystore.URI
+	// DeviceCAFile and DeviceCAs, if set, must sign every new device
+	// certificate a rotation receives.
+	DeviceCAFile string
+	DeviceCAs    *x509.CertPool
+	// VerifyTimeout bounds the proof that a new identity works.
+	VerifyTimeout time.Duration
+	// ReplyTimeout bounds each request to the cloud.
+	ReplyTimeout time.Duration
+	// ClockSkew tolerated when checking a new certificate's notBefore.
+	ClockSkew time.Duration
+}
+
+// Renewal configures renewal without a job ([renewal]).
+type Renewal struct {
+	// Enabled turns renewal without a job on (default true).
+	Enabled bool
+	// Fraction of the lifetime at its end that is the renewal window.
+	Fraction float64
+	// MaxBefore caps the window's length before notAfter.
+	MaxBefore time.Duration
+	// CheckInterval is how often the certificate is looked at.
+	CheckInterval time.Duration
+}
+
+// Rotation and renewal defaults.
+const (
+	DefaultVerifyTimeout  = 30 * time.Second
+	DefaultReplyTimeout   = 30 * time.Second
+	DefaultClockSkew      = 5 * time.Minute
+	DefaultRenewFraction  = 1.0 / 3
+	DefaultRenewMaxBefore = 30 * 24 * time.Hour
+	DefaultCheckInterval  = time.Hour
+)
 
 // Error is a configuration error. It names the file and, where known, the
 // line and key.
@@ -259,10 +319,81 @@ func validate(path string, data []byte, f *file) (*Config, error) {
 	if c.Backoff.ResetAfter < 0 {
 		bad("backoff.reset_after", "must not be negative")
 	}
+	validateRotation(c, f, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+func durationOr(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
+}
+
+func validateRotation(c *Config, f *file, bad func(key, format string, args ...any)) {
+	ro := f.Rotation
+	if ro == nil {
+		ro = &rotation{}
+	}
+	c.Rotation = Rotation{
+		VerifyTimeout: durationOr(ro.VerifyTimeout, DefaultVerifyTimeout),
+		ReplyTimeout:  durationOr(ro.ReplyTimeout, DefaultReplyTimeout),
+		ClockSkew:     durationOr(ro.ClockSkew, DefaultClockSkew),
+		DeviceCAFile:  ro.DeviceCA,
+	}
+	if ro.KeyB != "" {
+		if u, err := keystore.ParseURI(ro.KeyB); err != nil {
+			bad("rotation.key_b", "%v", err)
+		} else if c.Key != nil && u.Scheme != c.Key.Scheme {
+			bad("rotation.key_b", "is a %s: key but key is a %s: key; both slots must be in the same module", u.Scheme, c.Key.Scheme)
+		} else if c.Key != nil && u.Secret() == c.Key.Secret() {
+			bad("rotation.key_b", "is the same key as key; slot B must be a different object")
+		} else {
+			c.Rotation.KeyB = u
+		}
+	}
+	if ro.DeviceCA != "" {
+		if pool, err := loadCAs(ro.DeviceCA); err != nil {
+			bad("rotation.device_ca", "%v", err)
+		} else {
+			c.Rotation.DeviceCAs = pool
+		}
+	}
+	if c.Rotation.VerifyTimeout < time.Second || c.Rotation.VerifyTimeout > time.Hour {
+		bad("rotation.verify_timeout", "%v is not between 1s and 1h", c.Rotation.VerifyTimeout)
+	}
+	if c.Rotation.ReplyTimeout < time.Second || c.Rotation.ReplyTimeout > 10*time.Minute {
+		bad("rotation.reply_timeout", "%v is not between 1s and 10m", c.Rotation.ReplyTimeout)
+	}
+	if c.Rotation.ClockSkew < 0 || c.Rotation.ClockSkew > 24*time.Hour {
+		bad("rotation.clock_skew", "%v is not between 0 and 24h", c.Rotation.ClockSkew)
+	}
+
+	rn := f.Renewal
+	if rn == nil {
+		rn = &renewal{}
+	}
+	c.Renewal = Renewal{Enabled: true, Fraction: DefaultRenewFraction,
+		MaxBefore:     durationOr(rn.MaxBefore, DefaultRenewMaxBefore),
+		CheckInterval: durationOr(rn.CheckInterval, DefaultCheckInterval)}
+	if rn.Enabled != nil {
+		c.Renewal.Enabled = *rn.Enabled
+	}
+	if rn.Fraction != nil {
+		c.Renewal.Fraction = *rn.Fraction
+		if *rn.Fraction <= 0 || *rn.Fraction > 0.9 {
+			bad("renewal.fraction", "%v is not in (0, 0.9]", *rn.Fraction)
+		}
+	}
+	if c.Renewal.MaxBefore <= 0 {
+		bad("renewal.max_before", "must be positive")
+	}
+	if c.Renewal.CheckInterval < time.Second {
+		bad("renewal.check_interval", "%v is less than 1s", c.Renewal.CheckInterval)
+	}
 }
 
 // CheckThingName checks the AWS rules for a thing name that is also an MQTT

@@ -54,6 +54,12 @@ func TestParseErrors(t *testing.T) {
 		{"cap below base", base + "[backoff]\nbase = \"10s\"\ncap = \"1s\"\n", []string{"backoff.cap"}},
 		{"relative state", base + "state_dir = \"state\"\n", []string{"state_dir"}},
 		{"two errors", strings.Replace(base, `"gw-1"`, `""`, 1) + "log_level = \"x\"\n", []string{"thing_name", "log_level"}},
+		{"key_b other scheme", base + "[rotation]\nkey_b = \"tpm:handle=0x81000101\"\n", []string{"rotation.key_b", "same module"}},
+		{"key_b same key", base + "[rotation]\nkey_b = \"file:/var/lib/thingd/key.pem\"\n", []string{"rotation.key_b", "different object"}},
+		{"verify timeout", base + "[rotation]\nverify_timeout = \"10ms\"\n", []string{"rotation.verify_timeout", "between 1s and 1h"}},
+		{"device ca", base + "[rotation]\ndevice_ca = \"testdata/nope.pem\"\n", []string{"rotation.device_ca"}},
+		{"fraction", base + "[renewal]\nfraction = 1.5\n", []string{"renewal.fraction"}},
+		{"renewal unknown", base + "[renewal]\nwhen = \"now\"\n", []string{"renewal.when: unknown key"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -55,6 +55,10 @@ type Options struct {
 	OnConnect func()
 	// Rand returns a number in [0, 1) for jitter; nil uses math/rand/v2.
 	Rand func() float64
+	// OnUnsolicited, if set, receives messages that match no subscription.
+	// AWS IoT sends the accepted/rejected replies of Jobs and fleet
+	// provisioning requests to the requester even if it never subscribed.
+	OnUnsolicited Handler
 }
 
 // State is the connection state.
@@ -81,7 +85,7 @@ type Status struct {
 }
 
 // Handler receives messages on a subscription.
-type Handler func(topic string, payload []byte)
+type Handler = func(topic string, payload []byte)
 
 type subscription struct {
 	qos     byte
@@ -98,10 +102,11 @@ type Conn struct {
 
 	reconnect chan struct{}
 
-	mu     sync.Mutex // guards the fields below
-	client paho.Client
-	subs   map[string]subscription
-	status Status
+	mu      sync.Mutex // guards the fields below
+	client  paho.Client
+	subs    map[string]subscription
+	status  Status
+	changed chan struct{} // closed and replaced at every status change
 }
 
 // New returns a Conn; nothing is dialled until Run.
@@ -125,6 +130,7 @@ func New(opts Options) *Conn {
 		reconnect: make(chan struct{}, 1),
 		subs:      map[string]subscription{},
 		status:    Status{State: StateDisconnected, Since: time.Now()},
+		changed:   make(chan struct{}),
 	}
 }
 
@@ -157,9 +163,34 @@ func (c *Conn) setStatus(f func(*Status)) {
 	c.mu.Lock()
 	f(&c.status)
 	st := c.status
+	close(c.changed)
+	c.changed = make(chan struct{})
 	c.mu.Unlock()
 	if c.opts.OnState != nil {
 		c.opts.OnState(st)
+	}
+}
+
+// WaitConnected waits until a session that came up at or after since is
+// connected, and returns nil then. When ctx ends first it returns an error
+// carrying the last connect error, so a caller switching identity can say
+// why the new one did not connect.
+func (c *Conn) WaitConnected(ctx context.Context, since time.Time) error {
+	for {
+		c.mu.Lock()
+		st, ch := c.status, c.changed
+		c.mu.Unlock()
+		if st.State == StateConnected && !st.Since.Before(since) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if st.LastError != "" {
+				return fmt.Errorf("mqttconn: not connected: %s", st.LastError)
+			}
+			return fmt.Errorf("mqttconn: not connected: %w", ctx.Err())
+		}
 	}
 }
 
@@ -257,6 +288,13 @@ func (c *Conn) connect(ctx context.Context, lost chan<- error) (paho.Client, err
 		SetConnectTimeout(c.opts.ConnectTimeout).
 		SetWriteTimeout(10 * time.Second).
 		SetOrderMatters(false).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			if c.opts.OnUnsolicited != nil {
+				c.opts.OnUnsolicited(m.Topic(), m.Payload())
+			} else {
+				c.log.Debug("mqtt message without subscription dropped", "topic", m.Topic())
+			}
+		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
 			case lost <- err:

@@ -222,8 +222,27 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "serial:         %s\n", r.Serial)
 		fmt.Fprintf(stdout, "not after:      %s\n", r.NotAfter.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(stdout, "key:            %s\n", r.Key)
+	fmt.Fprintf(stdout, "key:            %s (slot %s)\n", r.ActiveKey, r.Slot)
 	fmt.Fprintf(stdout, "key store:      %s\n", r.KeyStore)
+	rs := r.Rotation
+	line := rs.State
+	if rs.ID != "" {
+		line += " (" + rs.ID + ")"
+	}
+	fmt.Fprintf(stdout, "rotation:       %s\n", line)
+	if l := rs.Last; l != nil {
+		last := fmt.Sprintf("%s %s at %s", l.ID, l.Result, l.At.UTC().Format(time.RFC3339))
+		if l.Reason != "" {
+			last += ": " + l.Reason
+		}
+		fmt.Fprintf(stdout, "last rotation:  %s\n", last)
+	}
+	switch {
+	case rs.RenewalNote != "":
+		fmt.Fprintf(stdout, "next renewal:   none (%s)\n", rs.RenewalNote)
+	case !rs.NextRenewal.IsZero():
+		fmt.Fprintf(stdout, "next renewal:   %s\n", rs.NextRenewal.UTC().Format(time.RFC3339))
+	}
 	fmt.Fprintf(stdout, "daemon:         %s\n", r.Daemon)
 	if r.Connection != nil {
 		fmt.Fprintf(stdout, "connection:     %s since %s\n", r.Connection.State, r.Connection.Since.UTC().Format(time.RFC3339))
