@@ -122,11 +122,7 @@ func LoadActive(stateDir, configCert string) (Active, error) {
 
 // SaveActive atomically records a as the active slot.
 func SaveActive(stateDir string, a Active) error {
-	data, err := json.MarshalIndent(a, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(stateDir, ActiveFile), append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, ActiveFile), a, 0o644); err != nil {
 		return fmt.Errorf("identity: save active slot: %w", err)
 	}
 	return nil

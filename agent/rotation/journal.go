@@ -120,11 +120,7 @@ func ReadRecord(stateDir string) (Record, error) {
 
 // writeRecord atomically replaces the rotation record.
 func writeRecord(stateDir string, r Record) error {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(stateDir, JournalFile), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, JournalFile), r, 0o600); err != nil {
 		return fmt.Errorf("rotation: write journal: %w", err)
 	}
 	return nil

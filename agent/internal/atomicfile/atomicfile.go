@@ -4,6 +4,7 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,4 +47,13 @@ func WriteFile(path string, data []byte, mode os.FileMode) (err error) {
 		return fmt.Errorf("atomicfile: sync dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// WriteJSON atomically replaces path with v as indented JSON.
+func WriteJSON(path string, v any, mode os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("atomicfile: encode %s: %w", filepath.Base(path), err)
+	}
+	return WriteFile(path, append(data, '\n'), mode)
 }
