@@ -1,19 +1,31 @@
 // Package sim is thingsim, a local stand-in for AWS IoT Core: a mutual-TLS
 // MQTT broker with AWS's admission rules, limits and lifecycle events
-// (sim/broker), a thing and certificate registry in bbolt (sim/registry), a
-// CA that signs device CSRs (sim/ca) and an admin HTTP API with AWS IoT
-// control-plane paths and shapes (sim/api). Later issues add IoT policies,
-// Jobs, Shadow, provisioning and Device Defender audits. It is a protocol
-// peer of thingd and never imports agent, jobs or shadow.
+// (sim/broker), a thing, certificate and thing group registry in bbolt
+// (sim/registry), a CA that signs device CSRs (sim/ca), the Jobs service
+// (sim/jobs), fleet provisioning with the cloud half of thingd's certificate
+// rotation (sim/provision) and an admin HTTP API with AWS IoT control-plane
+// paths and shapes (sim/api). Later issues add IoT policies, Shadow and
+// Device Defender audits. It is a protocol peer of thingd and never imports
+// agent, jobs or shadow.
 //
 // [Start] runs everything in process on one data directory; the thingsim
 // command (sim/cmd/thingsim) is a thin wrapper around it and the API client.
+//
+// # Faults for tests
+//
+// [Server.SetFaults], [Options.Faults], PUT /thingsim/faults and
+// `thingsim faults --set` make CreateCertificateFromCsr and RegisterThing
+// misbehave on purpose (reject, no reply, a certificate for another key or
+// CN, expired, from an untrusted CA; refuse registration, or deactivate the
+// certificate right after it); see provision.Faults. A fault applies to the
+// next Count requests of its operation, or with Count 0 until replaced.
 //
 // # Data directory
 //
 //	ca.pem, ca-key.pem          root CA (ECDSA P-256; key mode 0600) devices trust
 //	server.pem, server-key.pem  broker certificate for localhost, 127.0.0.1, ::1
 //	admin-token                 bearer token of the admin API (mode 0600)
-//	registry.db                 bbolt database: things, certificates, attachments, history
+//	registry.db                 bbolt database: things, certificates, attachments, thing groups,
+//	                            history; jobs and executions; ownership tokens, pending retirements
 //	api.json                    addresses of the running server ([Info]); removed on Close
 package sim

@@ -20,6 +20,8 @@ import (
 	"github.com/thingd/thingd/sim/api"
 	"github.com/thingd/thingd/sim/broker"
 	"github.com/thingd/thingd/sim/ca"
+	"github.com/thingd/thingd/sim/jobs"
+	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
 )
 
@@ -54,7 +56,27 @@ type Options struct {
 	// ConnectTimeout bounds an MQTT connection's TLS handshake plus CONNECT
 	// packet; zero means 10 s.
 	ConnectTimeout time.Duration
+	// DeviceCertValidity is the lifetime of the device certificates the
+	// simulator issues when none is asked for: CreateCertificateFromCsr
+	// over MQTT, and the admin API's without validityDays. Zero means 365
+	// days.
+	DeviceCertValidity time.Duration
+	// RotationGrace is how long after a rotate-certificate job execution
+	// SUCCEEDED the old certificate is set INACTIVE and detached; zero means
+	// 60 s, a negative value at once.
+	RotationGrace time.Duration
+	// JobTimeoutUnit is the length of a "minute" in the Jobs timeouts
+	// (stepTimeoutInMinutes, inProgressTimeoutInMinutes); zero means a
+	// minute. Tests shorten it.
+	JobTimeoutUnit time.Duration
+	// Faults are the provisioning faults in force at start (see
+	// Server.SetFaults).
+	Faults provision.Faults
 }
+
+// Faults are the provisioning faults a test can inject (see package
+// provision).
+type Faults = provision.Faults
 
 // Info is what a running simulator writes to DIR/api.json so that CLI
 // commands and tests started as other processes can find it.
@@ -72,6 +94,8 @@ type Server struct {
 	ca     *ca.CA
 	reg    *registry.Registry
 	broker *broker.Broker
+	jobs   *jobs.Service
+	prov   *provision.Service
 	http   *http.Server
 	apiLn  net.Listener
 	token  string
@@ -126,21 +150,12 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if s.reg, err = registry.Open(filepath.Join(dir, DatabaseFile)); err != nil {
 		return nil, fmt.Errorf("sim: %w (is another thingsim using %s?)", err, dir)
 	}
-	s.broker, err = broker.Start(ctx, broker.Options{
-		Addr:           opts.MQTTAddr,
-		ServerCert:     s.ca.ServerCertificate(),
-		Roots:          []*x509.Certificate{s.ca.Certificate()},
-		Registry:       s.reg,
-		Logger:         log.With("component", "broker"),
-		ConnectTimeout: opts.ConnectTimeout,
-		Now:            now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sim: %w", err)
+	if err := s.startServices(ctx, opts); err != nil {
+		return nil, err
 	}
 	h, err := api.NewHandler(api.Options{
-		Registry: s.reg, CA: s.ca, Broker: s.broker, Token: s.token,
-		Logger: log.With("component", "api"), Now: now,
+		Registry: s.reg, CA: s.ca, Broker: s.broker, Jobs: s.jobs, Provisioning: s.prov, Token: s.token,
+		Logger: log.With("component", "api"), Now: now, DefaultValidity: opts.DeviceCertValidity,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
@@ -164,6 +179,66 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	return s, nil
 }
 
+// startServices builds the broker, the Jobs and provisioning services that
+// answer requests through it, then starts listening and arms the services'
+// stored timers.
+func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
+	s.broker, err = broker.New(broker.Options{
+		Addr:           opts.MQTTAddr,
+		ServerCert:     s.ca.ServerCertificate(),
+		Roots:          []*x509.Certificate{s.ca.Certificate()},
+		Registry:       s.reg,
+		Logger:         s.log.With("component", "broker"),
+		ConnectTimeout: opts.ConnectTimeout,
+		Now:            s.now,
+		OnRequest: func(r *broker.Request) bool {
+			return s.jobs.HandleRequest(r) || s.prov.HandleRequest(r)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	s.prov, err = provision.New(provision.Options{
+		Registry: s.reg, CA: s.ca, Disconnect: s.broker.DisconnectCertificate, Now: s.now,
+		Logger: s.log.With("component", "provisioning"), CertValidity: opts.DeviceCertValidity, RotationGrace: opts.RotationGrace,
+	})
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := s.prov.SetFaults(opts.Faults); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	s.jobs, err = jobs.New(jobs.Options{
+		Registry: s.reg, Publish: s.broker.Publish, Now: s.now, Logger: s.log.With("component", "jobs"),
+		TimeoutUnit: opts.JobTimeoutUnit,
+		OnTerminal: func(t jobs.Terminal) {
+			if t.Execution.Status == jobs.StatusSucceeded {
+				s.prov.RotationSucceeded(t.Execution.ThingName, t.Document, t.Execution.StatusDetails)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := s.broker.Listen(ctx); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := s.jobs.Start(); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := s.prov.Start(); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	return nil
+}
+
+// SetFaults replaces the provisioning faults in force (the zero value clears
+// them); see provision.Faults for what each does and how long it lasts.
+func (s *Server) SetFaults(f Faults) error { return s.prov.SetFaults(f) }
+
+// Faults returns the provisioning faults in force, with the counts left.
+func (s *Server) Faults() Faults { return s.prov.Faults() }
+
 // Close stops the admin API and the broker (clients get a
 // SERVER_INITIATED_DISCONNECT), closes the database and removes api.json.
 // It is safe to call more than once.
@@ -185,6 +260,12 @@ func (s *Server) Close() error {
 		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
+		}
+		if s.jobs != nil {
+			s.jobs.Close()
+		}
+		if s.prov != nil {
+			s.prov.Close()
 		}
 		if s.reg != nil {
 			errs = append(errs, s.reg.Close())

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,8 @@ import (
 	"github.com/thingd/thingd/sim/api"
 	"github.com/thingd/thingd/sim/broker"
 	"github.com/thingd/thingd/sim/ca"
+	"github.com/thingd/thingd/sim/jobs"
+	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
 	"github.com/thingd/thingd/sim/simtest"
 )
@@ -33,6 +36,14 @@ const token = "test-token"
 type fakeBroker struct {
 	mu           sync.Mutex
 	disconnected []string
+	published    []string // topics
+}
+
+func (f *fakeBroker) Publish(topic string, _ []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.published = append(f.published, topic)
+	return nil
 }
 
 func (f *fakeBroker) Clients() []broker.Client {
@@ -59,7 +70,18 @@ func newServer(t *testing.T) (*httptest.Server, *fakeBroker, *registry.Registry)
 	}
 	t.Cleanup(func() { reg.Close() })
 	fb := &fakeBroker{}
-	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Token: token, Now: func() time.Time { return now }})
+	clock := func() time.Time { return now }
+	js, err := jobs.New(jobs.Options{Registry: reg, Publish: fb.Publish, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(js.Close)
+	prov, err := provision.New(provision.Options{Registry: reg, CA: authority, Disconnect: fb.DisconnectCertificate, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prov.Close)
+	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Jobs: js, Provisioning: prov, Token: token, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +128,12 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			placeholders = append(placeholders, r.CertificateDescription.CACertificateID, "<caCertificateId>")
+		case "create-thing-group":
+			var r api.CreateThingGroupResponse
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			placeholders = append(placeholders, r.ThingGroupID, "<thingGroupId>")
 		}
 	}
 
@@ -199,6 +227,46 @@ func TestGolden(t *testing.T) {
 		{name: "delete-thing", method: "DELETE", path: "/things/dev1"},
 		{name: "thingsim-clients", method: "GET", path: "/thingsim/clients"},
 		{name: "unknown-operation", method: "GET", path: "/nothing/here"},
+
+		{name: "create-thing-group", method: "POST", path: "/thing-groups/fleet", body: api.CreateThingGroupRequest{ThingGroupProperties: &api.ThingGroupProperties{ThingGroupDescription: "all gateways"}}},
+		{name: "create-thing-group-nested", method: "POST", path: "/thing-groups/sub", body: api.CreateThingGroupRequest{ParentGroupName: "fleet"}},
+		{name: "describe-thing-group", method: "GET", path: "/thing-groups/fleet"},
+		{name: "create-thing", method: "POST", path: "/things/dev2"},
+		{name: "add-thing-to-thing-group", method: "PUT", path: "/thing-groups/addThingToThingGroup", body: api.ThingGroupMembershipRequest{ThingGroupName: "fleet", ThingName: "dev2"}},
+		{name: "add-thing-to-thing-group-by-arn", method: "PUT", path: "/thing-groups/addThingToThingGroup", body: api.ThingGroupMembershipRequest{ThingGroupArn: registry.ThingGroupARN("fleet"), ThingArn: registry.ThingARN("dev2")}},
+		{name: "add-missing-thing-to-thing-group", method: "PUT", path: "/thing-groups/addThingToThingGroup", body: api.ThingGroupMembershipRequest{ThingGroupName: "fleet", ThingName: "nope"}},
+		{name: "add-thing-to-thing-group-no-group", method: "PUT", path: "/thing-groups/addThingToThingGroup", body: api.ThingGroupMembershipRequest{ThingName: "dev2"}},
+		{name: "list-things-in-thing-group", method: "GET", path: "/thing-groups/fleet/things"},
+		{name: "list-thing-groups", method: "GET", path: "/thing-groups"},
+		{name: "create-job", method: "PUT", path: "/jobs/job1", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `{"operation":"rotate-certificate"}`, Description: "rotate dev2"}},
+		{name: "create-job-conflict", method: "PUT", path: "/jobs/job1", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `{}`}},
+		{name: "create-job-bad-id", method: "PUT", path: "/jobs/bad.id", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `{}`}},
+		{name: "create-job-document-too-large", method: "PUT", path: "/jobs/big", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `{"x":"` + strings.Repeat("x", 32768) + `"}`}},
+		{name: "create-job-document-not-object", method: "PUT", path: "/jobs/arr", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `[1]`}},
+		{name: "create-job-bad-target", method: "PUT", path: "/jobs/bad", body: api.CreateJobRequest{Targets: []string{"dev2"}, Document: `{}`}},
+		{name: "create-job-missing-thing", method: "PUT", path: "/jobs/missing", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("nope")}, Document: `{}`}},
+		{name: "create-job-bad-selection", method: "PUT", path: "/jobs/sel", body: api.CreateJobRequest{Targets: []string{registry.ThingARN("dev2")}, Document: `{}`, TargetSelection: "SOMETIMES"}},
+		{name: "create-job-continuous", method: "PUT", path: "/jobs/job2", body: api.CreateJobRequest{Targets: []string{registry.ThingGroupARN("fleet")}, Document: `{"operation":"noop"}`, TargetSelection: "CONTINUOUS", TimeoutConfig: &api.TimeoutConfig{InProgressTimeoutInMinutes: 30}}},
+		{name: "describe-job", method: "GET", path: "/jobs/job1"},
+		{name: "describe-job-missing", method: "GET", path: "/jobs/nope"},
+		{name: "get-job-document", method: "GET", path: "/jobs/job1/job-document"},
+		{name: "list-jobs", method: "GET", path: "/jobs"},
+		{name: "list-jobs-continuous", method: "GET", path: "/jobs?targetSelection=CONTINUOUS"},
+		{name: "describe-job-execution", method: "GET", path: "/things/dev2/jobs/job1"},
+		{name: "describe-job-execution-missing", method: "GET", path: "/things/dev2/jobs/nope"},
+		{name: "list-job-executions-for-thing", method: "GET", path: "/things/dev2/jobs"},
+		{name: "list-job-executions-for-thing-bad-status", method: "GET", path: "/things/dev2/jobs?status=DONE"},
+		{name: "list-job-executions-for-job", method: "GET", path: "/jobs/job2/things"},
+		{name: "cancel-job", method: "PUT", path: "/jobs/job1/cancel", body: api.CancelJobRequest{ReasonCode: "OBSOLETE", Comment: "not needed"}},
+		{name: "cancel-job-again", method: "PUT", path: "/jobs/job1/cancel"},
+		{name: "describe-job-canceled", method: "GET", path: "/jobs/job1"},
+		{name: "describe-job-execution-canceled", method: "GET", path: "/things/dev2/jobs/job1"},
+		{name: "remove-thing-from-thing-group", method: "PUT", path: "/thing-groups/removeThingFromThingGroup", body: api.ThingGroupMembershipRequest{ThingGroupName: "fleet", ThingName: "dev2"}},
+		{name: "list-job-executions-for-job-removed", method: "GET", path: "/jobs/job2/things"},
+		{name: "get-faults", method: "GET", path: "/thingsim/faults"},
+		{name: "set-faults", method: "PUT", path: "/thingsim/faults", body: provision.Faults{CreateFromCSR: provision.Fault{Kind: provision.CSROtherKey, Count: 2}, RegisterThing: provision.Fault{Kind: provision.RegisterReject, Message: "no"}}},
+		{name: "set-faults-bad-kind", method: "PUT", path: "/thingsim/faults", body: map[string]any{"createFromCsr": map[string]any{"kind": "explode"}}},
+		{name: "clear-faults", method: "PUT", path: "/thingsim/faults", body: provision.Faults{}},
 	}
 	for i, s := range steps {
 		s.path = strings.ReplaceAll(s.path, "CERTID", certID)
@@ -209,6 +277,12 @@ func TestGolden(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{certID, certID}, fb.disconnected); diff != "" {
 		t.Errorf("DisconnectCertificate calls (-want +got):\n%s", diff)
+	}
+	// Jobs published their notifications and events through the broker.
+	for _, topic := range []string{"$aws/things/dev2/jobs/notify-next", "$aws/events/jobExecution/job1/canceled", "$aws/events/job/job1/canceled", "$aws/events/jobExecution/job2/removed"} {
+		if !slices.Contains(fb.published, topic) {
+			t.Errorf("nothing published on %s; published: %q", topic, fb.published)
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/thingd/thingd/sim/provision"
 )
 
 // Error is an error answered by the admin API (AWS error shape).
@@ -223,4 +225,121 @@ func (c *Client) IssueThingCertificate(ctx context.Context, thing, csrPEM string
 		return CreateCertificateFromCSRResponse{}, err
 	}
 	return cert, nil
+}
+
+// call sends a request and decodes its JSON response into a T.
+func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any) (T, error) {
+	var out T
+	err := c.do(ctx, method, path, query, nil, body, &out)
+	return out, err
+}
+
+// CreateJob creates a job (PUT /jobs/{jobId}).
+func (c *Client) CreateJob(ctx context.Context, jobID string, req CreateJobRequest) (CreateJobResponse, error) {
+	return call[CreateJobResponse](ctx, c, http.MethodPut, "/jobs/"+url.PathEscape(jobID), nil, req)
+}
+
+// DescribeJob describes a job (GET /jobs/{jobId}).
+func (c *Client) DescribeJob(ctx context.Context, jobID string) (DescribeJobResponse, error) {
+	return call[DescribeJobResponse](ctx, c, http.MethodGet, "/jobs/"+url.PathEscape(jobID), nil, nil)
+}
+
+// GetJobDocument returns a job's document (GET /jobs/{jobId}/job-document).
+func (c *Client) GetJobDocument(ctx context.Context, jobID string) (GetJobDocumentResponse, error) {
+	return call[GetJobDocumentResponse](ctx, c, http.MethodGet, "/jobs/"+url.PathEscape(jobID)+"/job-document", nil, nil)
+}
+
+// ListJobs lists jobs (GET /jobs), filtered by status and targetSelection
+// when not empty.
+func (c *Client) ListJobs(ctx context.Context, status, targetSelection string) (ListJobsResponse, error) {
+	return call[ListJobsResponse](ctx, c, http.MethodGet, "/jobs", filters("status", status, "targetSelection", targetSelection), nil)
+}
+
+// CancelJob cancels a job (PUT /jobs/{jobId}/cancel); force also cancels
+// IN_PROGRESS executions.
+func (c *Client) CancelJob(ctx context.Context, jobID string, force bool, req CancelJobRequest) (CreateJobResponse, error) {
+	return call[CreateJobResponse](ctx, c, http.MethodPut, "/jobs/"+url.PathEscape(jobID)+"/cancel",
+		url.Values{"force": {strconv.FormatBool(force)}}, req)
+}
+
+// DescribeJobExecution describes the latest execution of a job on a thing
+// (GET /things/{thingName}/jobs/{jobId}).
+func (c *Client) DescribeJobExecution(ctx context.Context, thing, jobID string) (DescribeJobExecutionResponse, error) {
+	return call[DescribeJobExecutionResponse](ctx, c, http.MethodGet, "/things/"+url.PathEscape(thing)+"/jobs/"+url.PathEscape(jobID), nil, nil)
+}
+
+// ListJobExecutionsForThing lists the executions on a thing (GET
+// /things/{thingName}/jobs), filtered by status when not empty.
+func (c *Client) ListJobExecutionsForThing(ctx context.Context, thing, status string) (ListJobExecutionsResponse, error) {
+	return call[ListJobExecutionsResponse](ctx, c, http.MethodGet, "/things/"+url.PathEscape(thing)+"/jobs", filters("status", status), nil)
+}
+
+// ListJobExecutionsForJob lists the executions of a job (GET
+// /jobs/{jobId}/things), filtered by status when not empty.
+func (c *Client) ListJobExecutionsForJob(ctx context.Context, jobID, status string) (ListJobExecutionsResponse, error) {
+	return call[ListJobExecutionsResponse](ctx, c, http.MethodGet, "/jobs/"+url.PathEscape(jobID)+"/things", filters("status", status), nil)
+}
+
+// CreateThingGroup creates a static thing group (POST
+// /thing-groups/{thingGroupName}).
+func (c *Client) CreateThingGroup(ctx context.Context, name, description string) (CreateThingGroupResponse, error) {
+	var req CreateThingGroupRequest
+	if description != "" {
+		req.ThingGroupProperties = &ThingGroupProperties{ThingGroupDescription: description}
+	}
+	return call[CreateThingGroupResponse](ctx, c, http.MethodPost, "/thing-groups/"+url.PathEscape(name), nil, req)
+}
+
+// DescribeThingGroup describes a thing group (GET /thing-groups/{thingGroupName}).
+func (c *Client) DescribeThingGroup(ctx context.Context, name string) (DescribeThingGroupResponse, error) {
+	return call[DescribeThingGroupResponse](ctx, c, http.MethodGet, "/thing-groups/"+url.PathEscape(name), nil, nil)
+}
+
+// ListThingGroups lists thing groups (GET /thing-groups).
+func (c *Client) ListThingGroups(ctx context.Context) (ListThingGroupsResponse, error) {
+	return call[ListThingGroupsResponse](ctx, c, http.MethodGet, "/thing-groups", nil, nil)
+}
+
+// ListThingsInThingGroup lists a thing group's members (GET
+// /thing-groups/{thingGroupName}/things).
+func (c *Client) ListThingsInThingGroup(ctx context.Context, name string) (ListThingsInThingGroupResponse, error) {
+	return call[ListThingsInThingGroupResponse](ctx, c, http.MethodGet, "/thing-groups/"+url.PathEscape(name)+"/things", nil, nil)
+}
+
+// AddThingToThingGroup adds a thing to a thing group (PUT
+// /thing-groups/addThingToThingGroup); continuous jobs targeting the group
+// start on it.
+func (c *Client) AddThingToThingGroup(ctx context.Context, group, thing string) error {
+	return c.do(ctx, http.MethodPut, "/thing-groups/addThingToThingGroup", nil, nil,
+		ThingGroupMembershipRequest{ThingGroupName: group, ThingName: thing}, nil)
+}
+
+// RemoveThingFromThingGroup removes a thing from a thing group (PUT
+// /thing-groups/removeThingFromThingGroup).
+func (c *Client) RemoveThingFromThingGroup(ctx context.Context, group, thing string) error {
+	return c.do(ctx, http.MethodPut, "/thing-groups/removeThingFromThingGroup", nil, nil,
+		ThingGroupMembershipRequest{ThingGroupName: group, ThingName: thing}, nil)
+}
+
+// Faults returns the provisioning faults in force (GET /thingsim/faults).
+func (c *Client) Faults(ctx context.Context) (provision.Faults, error) {
+	return call[provision.Faults](ctx, c, http.MethodGet, "/thingsim/faults", nil, nil)
+}
+
+// SetFaults replaces the provisioning faults (PUT /thingsim/faults); the zero
+// value clears them. It returns the faults now in force.
+func (c *Client) SetFaults(ctx context.Context, f provision.Faults) (provision.Faults, error) {
+	return call[provision.Faults](ctx, c, http.MethodPut, "/thingsim/faults", nil, f)
+}
+
+// filters builds list query parameters from name, value pairs, leaving out
+// empty values.
+func filters(pairs ...string) url.Values {
+	q := url.Values{}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			q.Set(pairs[i], pairs[i+1])
+		}
+	}
+	return q
 }

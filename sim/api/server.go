@@ -14,6 +14,8 @@ import (
 
 	"github.com/thingd/thingd/sim/broker"
 	"github.com/thingd/thingd/sim/ca"
+	"github.com/thingd/thingd/sim/jobs"
+	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
 )
 
@@ -30,12 +32,20 @@ type Options struct {
 	Registry *registry.Registry
 	CA       *ca.CA
 	Broker   Connections
+	// Jobs is the Jobs service behind the job and thing group operations.
+	Jobs *jobs.Service
+	// Provisioning holds the provisioning faults of /thingsim/faults.
+	Provisioning *provision.Service
 	// Token is the bearer token every request must carry.
 	Token string
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock for creation dates and certificate validity; nil means time.Now.
 	Now func() time.Time
+	// DefaultValidity is the validity of certificates from
+	// CreateCertificateFromCsr without validityDays; zero means
+	// DefaultValidityDays.
+	DefaultValidity time.Duration
 }
 
 type handler struct {
@@ -45,8 +55,11 @@ type handler struct {
 
 // NewHandler returns the admin API as an http.Handler.
 func NewHandler(opts Options) (http.Handler, error) {
-	if opts.Registry == nil || opts.CA == nil || opts.Broker == nil {
-		return nil, errors.New("api: Registry, CA and Broker are required")
+	if opts.Registry == nil || opts.CA == nil || opts.Broker == nil || opts.Jobs == nil || opts.Provisioning == nil {
+		return nil, errors.New("api: Registry, CA, Broker, Jobs and Provisioning are required")
+	}
+	if opts.DefaultValidity <= 0 {
+		opts.DefaultValidity = DefaultValidityDays * 24 * time.Hour
 	}
 	if opts.Token == "" {
 		return nil, errors.New("api: Token is required")
@@ -73,6 +86,23 @@ func NewHandler(opts Options) (http.Handler, error) {
 		"GET /principals/things":                h.listPrincipalThings,
 		"GET /thingsim/clients":                 h.clients,
 		"GET /thingsim/connections":             h.connections,
+
+		"PUT /jobs/{jobId}":                           h.createJob,
+		"GET /jobs/{jobId}":                           h.describeJob,
+		"GET /jobs/{jobId}/job-document":              h.getJobDocument,
+		"GET /jobs":                                   h.listJobs,
+		"PUT /jobs/{jobId}/cancel":                    h.cancelJob,
+		"GET /jobs/{jobId}/things":                    h.listJobExecutionsForJob,
+		"GET /things/{thingName}/jobs/{jobId}":        h.describeJobExecution,
+		"GET /things/{thingName}/jobs":                h.listJobExecutionsForThing,
+		"POST /thing-groups/{thingGroupName}":         h.createThingGroup,
+		"GET /thing-groups/{thingGroupName}":          h.describeThingGroup,
+		"GET /thing-groups":                           h.listThingGroups,
+		"GET /thing-groups/{thingGroupName}/things":   h.listThingsInThingGroup,
+		"PUT /thing-groups/addThingToThingGroup":      h.addThingToThingGroup,
+		"PUT /thing-groups/removeThingFromThingGroup": h.removeThingFromThingGroup,
+		"GET /thingsim/faults":                        h.getFaults,
+		"PUT /thingsim/faults":                        h.setFaults,
 	}
 	for pattern, fn := range routes {
 		h.mux.HandleFunc(pattern, h.wrap(fn))
@@ -141,6 +171,8 @@ func toAPIError(err error) *Error {
 		return &Error{StatusCode: http.StatusBadRequest, Type: ErrInvalidRequest, Message: err.Error()}
 	case errors.Is(err, registry.ErrState):
 		return &Error{StatusCode: http.StatusNotAcceptable, Type: ErrCertificateState, Message: err.Error()}
+	case errors.Is(err, jobs.ErrInvalidStateTransition):
+		return &Error{StatusCode: http.StatusConflict, Type: ErrInvalidStateTransition, Message: err.Error()}
 	}
 	return &Error{StatusCode: http.StatusInternalServerError, Type: ErrInternalFailure, Message: err.Error()}
 }
@@ -209,16 +241,17 @@ func (h *handler) listThings(*http.Request) (any, error) {
 
 func (h *handler) createCertificateFromCSR(r *http.Request) (any, error) {
 	q := r.URL.Query()
-	active, err := boolParam(q.Get("setAsActive"))
+	active, err := boolParam("setAsActive", q.Get("setAsActive"))
 	if err != nil {
 		return nil, err
 	}
-	days := DefaultValidityDays
+	validity := h.DefaultValidity
 	if v := q.Get("validityDays"); v != "" {
-		days, err = strconv.Atoi(v)
+		days, err := strconv.Atoi(v)
 		if err != nil || days < 1 || days > 36500 {
 			return nil, invalid("validityDays %q must be a whole number of days between 1 and 36500", v)
 		}
+		validity = time.Duration(days) * 24 * time.Hour
 	}
 	var req CreateCertificateFromCSRRequest
 	if err := decodeBody(r, &req); err != nil {
@@ -232,7 +265,7 @@ func (h *handler) createCertificateFromCSR(r *http.Request) (any, error) {
 		return nil, invalid("certificateSigningRequest: %v", err)
 	}
 	now := h.Now()
-	der, err := h.CA.SignCSR(csr, now, time.Duration(days)*24*time.Hour)
+	der, err := h.CA.SignCSR(csr, now, validity)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -252,7 +285,7 @@ func (h *handler) createCertificateFromCSR(r *http.Request) (any, error) {
 	if err := h.Registry.AddCertificate(cert); err != nil {
 		return nil, err
 	}
-	h.Logger.Info("certificate issued", "certificateId", cert.ID, "subject", csr.Subject.CommonName, "status", cert.Status, "days", days)
+	h.Logger.Info("certificate issued", "certificateId", cert.ID, "subject", csr.Subject.CommonName, "status", cert.Status, "validity", validity)
 	return CreateCertificateFromCSRResponse{
 		CertificateArn: registry.CertificateARN(cert.ID), CertificateID: cert.ID, CertificatePem: cert.PEM,
 	}, nil
@@ -385,13 +418,13 @@ func certificateIDParam(r *http.Request) (string, error) {
 	return strings.ToLower(id), nil
 }
 
-func boolParam(v string) (bool, error) {
+func boolParam(name, v string) (bool, error) {
 	if v == "" {
 		return false, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, invalid("setAsActive %q must be true or false", v)
+		return false, invalid("%s %q must be true or false", name, v)
 	}
 	return b, nil
 }

@@ -3,13 +3,21 @@
 // and JSON shapes are AWS's (CreateThing, DescribeThing, ListThings,
 // DeleteThing, CreateCertificateFromCsr, DescribeCertificate,
 // ListCertificates, UpdateCertificate, AttachThingPrincipal,
-// DetachThingPrincipal, ListThingPrincipals, ListPrincipalThings), so AWS SDK
-// clients can later be pointed at thingsim. Errors use the AWS shape: the
+// DetachThingPrincipal, ListThingPrincipals, ListPrincipalThings; Jobs:
+// CreateJob, DescribeJob, GetJobDocument, ListJobs, CancelJob,
+// DescribeJobExecution, ListJobExecutionsForThing, ListJobExecutionsForJob;
+// thing groups: CreateThingGroup, DescribeThingGroup, ListThingGroups,
+// ListThingsInThingGroup, AddThingToThingGroup, RemoveThingFromThingGroup),
+// so AWS SDK clients can later be pointed at thingsim. Job targets are thing
+// and thing group ARNs; documentSource (S3), nested groups, rollout and abort
+// configurations are not supported. Errors use the AWS shape: the
 // HTTP status, an x-amzn-ErrorType header and {"message": "..."}.
 //
 // Non-AWS additions live under /thingsim/: GET /thingsim/clients (live MQTT
-// connections) and GET /thingsim/connections (connection history), and the
-// validityDays query parameter of CreateCertificateFromCsr (default 365).
+// connections), GET /thingsim/connections (connection history), GET and PUT
+// /thingsim/faults (provisioning faults for tests, provision.Faults as JSON),
+// and the validityDays query parameter of CreateCertificateFromCsr (default
+// 365 days, or the simulator's configured device certificate validity).
 //
 // Every request needs "Authorization: Bearer TOKEN" (401
 // UnauthorizedException otherwise). Timestamps in AWS shapes are epoch
@@ -157,6 +165,8 @@ const (
 	ErrCertificateState      = "CertificateStateException"      // 406
 	ErrUnknownOperation      = "UnknownOperationException"      // 404
 	ErrInternalFailure       = "InternalFailureException"       // 500
+	// ErrInvalidStateTransition: e.g. canceling a job that is not IN_PROGRESS.
+	ErrInvalidStateTransition = "InvalidStateTransitionException" // 409
 )
 
 // DefaultValidityDays is the validity of certificates from

@@ -25,8 +25,18 @@
 //     rejects the packet, mochi closes the connection, the event says
 //     CLIENT_ERROR. A subscription filter over the limits is refused in its
 //     SUBACK (0x80) instead.
-//   - Clients may not publish to $aws/events/ (the broker's own events);
-//     everything else is allowed until the policy engine exists.
+//   - Clients may not publish to $aws/events/ (the broker's own events), and
+//     may use the $aws/things/{thingName}/jobs/ topics of their own thing
+//     only (ClientID = thingName): another thing's are refused on publish
+//     (mochi then disconnects an MQTT 3 client publishing at QoS 1, as AWS
+//     does on a policy denial), on subscribe (SUBACK 0x80) and on delivery.
+//     Everything else is allowed until the policy engine exists.
+//   - Requests to the simulator's services (Jobs, provisioning) are PUBLISH
+//     packets that [Options.OnRequest] claims in OnPublish. They are
+//     acknowledged but not delivered to subscribers, and the service answers
+//     through [Request.Reply], which writes the reply straight onto the
+//     requesting connection (QoS 0), whether or not it subscribed: AWS sends
+//     accepted/rejected replies only to the requester, and even unsolicited.
 package broker
 
 import (
@@ -44,6 +54,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingd/thingd/sim/registry"
 )
@@ -67,6 +78,49 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Now is the clock for event timestamps; nil means time.Now.
 	Now func() time.Time
+	// OnRequest, if set, is offered every PUBLISH from an admitted client
+	// and reports whether it handled it (see Request). It runs on the
+	// client's read goroutine, so a client's requests are handled in order.
+	OnRequest func(*Request) bool
+}
+
+// Request is a message an admitted client published, offered to the
+// simulator's services.
+type Request struct {
+	ClientID      string // the connection's ClientID (= thing name)
+	CertificateID string // the certificate the connection authenticated with
+	Topic         string
+	Payload       []byte
+
+	reply func(topic string, payload []byte)
+}
+
+// NewRequest returns a request whose Reply calls reply, for services driven
+// without the broker (tests).
+func NewRequest(clientID, certificateID, topic string, payload []byte, reply func(topic string, payload []byte)) *Request {
+	return &Request{ClientID: clientID, CertificateID: certificateID, Topic: topic, Payload: payload, reply: reply}
+}
+
+// Reply sends a message to the requester only. From the broker, it writes a
+// PUBLISH (QoS 0) straight onto the requesting connection, without a
+// subscription and without going through other subscribers; a connection
+// that has gone away is logged and otherwise ignored, as a lost reply on
+// AWS.
+func (r *Request) Reply(topic string, payload []byte) { r.reply(topic, payload) }
+
+// replyTo returns the Reply function of requests from cl.
+func (b *Broker) replyTo(cl *mqtt.Client) func(topic string, payload []byte) {
+	return func(topic string, payload []byte) {
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish},
+			TopicName:   topic,
+			Payload:     payload,
+			Created:     time.Now().Unix(),
+		}
+		if err := cl.WritePacket(pk); err != nil {
+			b.log.Info("reply not delivered", "clientId", cl.ID, "topic", topic, "error", err)
+		}
+	}
 }
 
 // Client is a live MQTT connection.
@@ -104,12 +158,14 @@ func (s *session) forcedReason() string {
 
 // Broker is a running MQTT broker.
 type Broker struct {
-	srv   *mqtt.Server
-	ln    *tlsListener
-	reg   *registry.Registry
-	roots []*x509.Certificate
-	log   *slog.Logger
-	now   func() time.Time
+	srv       *mqtt.Server
+	ln        *tlsListener
+	reg       *registry.Registry
+	roots     []*x509.Certificate
+	log       *slog.Logger
+	now       func() time.Time
+	opts      Options
+	onRequest func(*Request) bool
 
 	mu       sync.Mutex
 	live     map[string]*session // by session id
@@ -117,8 +173,24 @@ type Broker struct {
 	closed   bool
 }
 
-// Start listens on opts.Addr and serves MQTT over TLS until Close.
+// Start listens on opts.Addr and serves MQTT over TLS until Close: New
+// followed by Listen.
 func Start(ctx context.Context, opts Options) (*Broker, error) {
+	b, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Listen(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// New returns a broker that does not listen yet, so that services using
+// Publish can be built before the first client arrives. Listen starts it;
+// Close stops it.
+func New(opts Options) (*Broker, error) {
 	if opts.Registry == nil {
 		return nil, errors.New("broker: Options.Registry is required")
 	}
@@ -133,12 +205,14 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		opts.Now = time.Now
 	}
 	b := &Broker{
-		reg:      opts.Registry,
-		roots:    opts.Roots,
-		log:      log,
-		now:      opts.Now,
-		live:     map[string]*session{},
-		versions: map[string]int64{},
+		reg:       opts.Registry,
+		roots:     opts.Roots,
+		log:       log,
+		now:       opts.Now,
+		opts:      opts,
+		onRequest: opts.OnRequest,
+		live:      map[string]*session{},
+		versions:  map[string]int64{},
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -154,27 +228,47 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
-
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("broker: listen on %s: %w", opts.Addr, err)
-	}
-	b.ln = newTLSListener(ln, opts.ServerCert, b.rootPool, opts.ConnectTimeout, log)
-	if err := b.srv.AddListener(b.ln); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("broker: add listener: %w", err)
-	}
-	if err := b.srv.Serve(); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("broker: serve: %w", err)
-	}
-	log.Info("mqtt broker listening", "address", b.Addr())
 	return b, nil
 }
 
-// Addr returns the address the broker listens on (host:port).
-func (b *Broker) Addr() string { return b.ln.Address() }
+// Listen listens on Options.Addr and serves MQTT over TLS until Close.
+func (b *Broker) Listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", b.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("broker: listen on %s: %w", b.opts.Addr, err)
+	}
+	b.ln = newTLSListener(ln, b.opts.ServerCert, b.rootPool, b.opts.ConnectTimeout, b.log)
+	if err := b.srv.AddListener(b.ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: add listener: %w", err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	b.log.Info("mqtt broker listening", "address", b.Addr())
+	return nil
+}
+
+// Addr returns the address the broker listens on (host:port), "" before
+// Listen.
+func (b *Broker) Addr() string {
+	if b.ln == nil {
+		return ""
+	}
+	return b.ln.Address()
+}
+
+// Publish sends a message from the broker itself (QoS 1) to the subscribers
+// of topic, subject to their receive permissions: what the AWS services do
+// for notifications and events.
+func (b *Broker) Publish(topic string, payload []byte) error {
+	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+		return fmt.Errorf("broker: publish to %s: %w", topic, err)
+	}
+	return nil
+}
 
 // Close disconnects every client (SERVER_INITIATED_DISCONNECT), stops the
 // listener and waits for connection goroutines to end.
@@ -273,7 +367,7 @@ func (b *Broker) publishEvent(ev PresenceEvent) {
 		b.log.Error("encode lifecycle event", "error", err)
 		return
 	}
-	if err := b.srv.Publish(PresenceTopic(ev.EventType, ev.ClientID), payload, false, 1); err != nil {
+	if err := b.Publish(PresenceTopic(ev.EventType, ev.ClientID), payload); err != nil {
 		b.log.Error("publish lifecycle event", "clientId", ev.ClientID, "event", ev.EventType, "error", err)
 	}
 }

@@ -31,6 +31,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPacketRead,
 		mqtt.OnSubscribe,
 		mqtt.OnACLCheck,
+		mqtt.OnPublish,
 	}, []byte{b})
 }
 
@@ -235,11 +236,53 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 }
 
 // OnACLCheck allows everything except publishing to the broker's own
-// $aws/events/ topics (the policy engine comes later).
+// $aws/events/ topics and using another thing's reserved topics (the policy
+// engine comes later). For a subscription, topic is the filter.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write && strings.HasPrefix(topic, "$aws/events/") {
 		h.b.log.Warn("publish refused: $aws/events/ is reserved for the broker", "clientId", cl.ID, "topic", topic)
 		return false
 	}
+	if thing, ok := ThingOfReservedTopic(topic); ok && thing != cl.ID {
+		h.b.log.Warn("not authorized: reserved topic of another thing", "clientId", cl.ID, "topic", topic, "write", write)
+		return false
+	}
 	return true
+}
+
+// ThingOfReservedTopic returns the thing name of a topic (or filter) under a
+// thing's reserved Jobs namespace, $aws/things/{thingName}/jobs/..., which
+// only a client whose ClientID is that thing name may use.
+func ThingOfReservedTopic(topic string) (thing string, ok bool) {
+	rest, ok := strings.CutPrefix(topic, "$aws/things/")
+	if !ok {
+		return "", false
+	}
+	thing, rest, ok = strings.Cut(rest, "/")
+	if !ok {
+		return "", false
+	}
+	service, _, _ := strings.Cut(rest, "/")
+	switch service {
+	case "jobs", "#", "+":
+		return thing, true
+	}
+	return "", false
+}
+
+// OnPublish offers a client's PUBLISH to Options.OnRequest; one it handles is
+// acknowledged but not delivered to subscribers.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	if cl.Net.Inline || b.onRequest == nil {
+		return pk, nil
+	}
+	pc, ok := cl.Net.Conn.(*peerConn)
+	if !ok {
+		return pk, nil
+	}
+	if b.onRequest(NewRequest(cl.ID, pc.certID, pk.TopicName, pk.Payload, b.replyTo(cl))) {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
 }

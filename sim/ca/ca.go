@@ -83,17 +83,32 @@ func (c *CA) loadOrCreateRoot(now time.Time) error {
 		return fmt.Errorf("ca: only one of %s and %s exists in %s; remove the other or restore it", CertFile, KeyFile, c.dir)
 	}
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("ca: generate root key: %w", err)
-	}
-	serial, err := randomSerial()
+	key, err := c.generateRoot("thingsim root CA", now)
 	if err != nil {
 		return err
 	}
+	if err := writeKey(keyPath, key); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(certPath, c.certPEM, 0o644); err != nil {
+		return fmt.Errorf("ca: write root certificate: %w", err)
+	}
+	return nil
+}
+
+// generateRoot makes a new self-signed root key and certificate for c.
+func (c *CA) generateRoot(commonName string, now time.Time) (*ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("ca: generate root key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "thingsim root CA", Organization: []string{"thingsim"}},
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"thingsim"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(20, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -103,20 +118,26 @@ func (c *CA) loadOrCreateRoot(now time.Time) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("ca: create root certificate: %w", err)
+		return nil, fmt.Errorf("ca: create root certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return fmt.Errorf("ca: parse new root certificate: %w", err)
+		return nil, fmt.Errorf("ca: parse new root certificate: %w", err)
 	}
 	c.cert, c.certPEM, c.key = cert, EncodeCertificate(der), key
-	if err := writeKey(keyPath, key); err != nil {
-		return err
+	return key, nil
+}
+
+// NewEphemeral returns a throwaway root CA that lives only in memory: no
+// files, no server certificate (ServerCertificate returns an empty one,
+// CertPath ""). Nothing trusts it; the simulator uses it to hand out
+// certificates from an untrusted issuer on purpose.
+func NewEphemeral(commonName string, now time.Time) (*CA, error) {
+	c := &CA{}
+	if _, err := c.generateRoot(commonName, now); err != nil {
+		return nil, err
 	}
-	if err := WriteFileAtomic(certPath, c.certPEM, 0o644); err != nil {
-		return fmt.Errorf("ca: write root certificate: %w", err)
-	}
-	return nil
+	return c, nil
 }
 
 func (c *CA) loadOrCreateServer(now time.Time) error {
@@ -179,8 +200,14 @@ func (c *CA) Certificate() *x509.Certificate { return c.cert }
 // ca.pem).
 func (c *CA) CertificatePEM() []byte { return append([]byte(nil), c.certPEM...) }
 
-// CertPath returns the path of ca.pem, the file devices must trust.
-func (c *CA) CertPath() string { return filepath.Join(c.dir, CertFile) }
+// CertPath returns the path of ca.pem, the file devices must trust ("" for
+// an ephemeral CA).
+func (c *CA) CertPath() string {
+	if c.dir == "" {
+		return ""
+	}
+	return filepath.Join(c.dir, CertFile)
+}
 
 // Pool returns a new pool holding only the root CA.
 func (c *CA) Pool() *x509.CertPool {
@@ -203,21 +230,29 @@ func (c *CA) SignCSR(csr *x509.CertificateRequest, now time.Time, validity time.
 	if validity <= 0 {
 		return nil, fmt.Errorf("ca: validity %v must be positive", validity)
 	}
+	return c.Issue(csr.PublicKey, csr.Subject, now.Add(-time.Hour), now.Add(validity))
+}
+
+// Issue signs a client certificate for pub and subject valid from notBefore
+// to notAfter (truncated to seconds), without any checks: the simulator uses
+// it for the faults it injects (a certificate for another key, another
+// subject, or one already expired). It returns the certificate in DER form.
+func (c *CA) Issue(pub crypto.PublicKey, subject pkix.Name, notBefore, notAfter time.Time) ([]byte, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      csr.Subject,
-		NotBefore:    now.Add(-time.Hour).Truncate(time.Second),
-		NotAfter:     now.Add(validity).Truncate(time.Second),
+		Subject:      subject,
+		NotBefore:    notBefore.Truncate(time.Second),
+		NotAfter:     notAfter.Truncate(time.Second),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, csr.PublicKey, c.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign certificate for %q: %w", csr.Subject.CommonName, err)
+		return nil, fmt.Errorf("ca: sign certificate for %q: %w", subject.CommonName, err)
 	}
 	return der, nil
 }

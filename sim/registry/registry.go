@@ -1,6 +1,6 @@
 // Package registry is thingsim's registry of things, certificates, their
-// attachments (principals), registered CA certificates and the connection
-// history, stored in an embedded bbolt database. Values are JSON documents
+// attachments (principals), static thing groups, registered CA certificates
+// and the connection history, stored in an embedded bbolt database. Values are JSON documents
 // inside bbolt buckets; every change is one bbolt transaction.
 package registry
 
@@ -50,7 +50,11 @@ var (
 	bucketCertThings   = []byte("PrincipalThings") // certID \x00 thing
 	bucketCAs          = []byte("CACertificates")
 	bucketConnections  = []byte("Connections")
-	allBuckets         = [][]byte{bucketThings, bucketCertificates, bucketThingCerts, bucketCertThings, bucketCAs, bucketConnections}
+	bucketGroups       = []byte("ThingGroups")
+	bucketGroupThings  = []byte("GroupThings")        // group \x00 thing
+	bucketThingGroups  = []byte("ThingGroupsOfThing") // thing \x00 group
+	allBuckets         = [][]byte{bucketThings, bucketCertificates, bucketThingCerts, bucketCertThings, bucketCAs, bucketConnections,
+		bucketGroups, bucketGroupThings, bucketThingGroups}
 )
 
 var thingNameRE = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
@@ -128,14 +132,31 @@ type Registry struct {
 	db *bolt.DB
 }
 
+// DB returns the registry's database, for the simulator's services that
+// keep their own buckets in it (jobs, provisioning). They must not write the
+// registry's buckets; the registry's methods must not be called inside one of
+// their transactions (bbolt allows one writer at a time).
+func (r *Registry) DB() *bolt.DB { return r.db }
+
 // Open opens (creating if needed) the registry database at path.
 func Open(path string) (*Registry, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("registry: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
+	r := &Registry{db: db}
+	if err := r.CreateBuckets(allBuckets...); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return r, nil
+}
+
+// CreateBuckets creates the named buckets of DB() that do not exist yet, for
+// the services that keep their data there.
+func (r *Registry) CreateBuckets(names ...[]byte) error {
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range names {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -143,10 +164,9 @@ func Open(path string) (*Registry, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("registry: create buckets in %s: %w", path, err)
+		return fmt.Errorf("registry: create buckets: %w", err)
 	}
-	return &Registry{db: db}, nil
+	return nil
 }
 
 // Close closes the database.
@@ -164,25 +184,37 @@ func (r *Registry) CreateThing(name string, attrs map[string]string, now time.Ti
 	if err := ValidateThingName(name); err != nil {
 		return Thing{}, false, err
 	}
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketThings)
-		if v := b.Get([]byte(name)); v != nil {
-			if err := json.Unmarshal(v, &t); err != nil {
-				return fmt.Errorf("decode thing %q: %w", name, err)
-			}
-			if !maps.Equal(t.Attributes, attrs) {
-				return fmt.Errorf("%w: thing %s already exists with different attributes", ErrAlreadyExists, name)
-			}
-			return nil
-		}
-		t = Thing{Name: name, ARN: ThingARN(name), ID: newUUID(), Attributes: attrs, Version: 1, CreatedAt: now.UTC()}
-		created = true
-		return putJSON(b, name, t)
-	})
+	t, created, err = createOnce(r.db, bucketThings, name, "thing", "different attributes",
+		func(t Thing) bool { return maps.Equal(t.Attributes, attrs) },
+		func() Thing {
+			return Thing{Name: name, ARN: ThingARN(name), ID: newUUID(), Attributes: attrs, Version: 1, CreatedAt: now.UTC()}
+		})
 	if err != nil {
 		return Thing{}, false, fmt.Errorf("registry: create thing: %w", err)
 	}
 	return t, created, nil
+}
+
+// createOnce stores fresh() under key unless the bucket has a value there
+// already, which it returns (created=false) if same accepts it and refuses
+// with ErrAlreadyExists ("already exists with " + differs) otherwise: AWS's
+// idempotent creation.
+func createOnce[T any](db *bolt.DB, bucket []byte, key, kind, differs string, same func(T) bool, fresh func() T) (v T, created bool, err error) {
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b.Get([]byte(key)) != nil {
+			if err := getJSON(b, key, kind, &v); err != nil {
+				return err
+			}
+			if !same(v) {
+				return fmt.Errorf("%w: %s %s already exists with %s", ErrAlreadyExists, kind, key, differs)
+			}
+			return nil
+		}
+		v, created = fresh(), true
+		return putJSON(b, key, v)
+	})
+	return v, created, err
 }
 
 // Thing returns the named thing.
@@ -206,12 +238,18 @@ func (r *Registry) Things() ([]Thing, error) {
 	return out, nil
 }
 
-// DeleteThing deletes a thing that has no attached principals. Deleting a
-// thing that does not exist succeeds, as on AWS.
+// DeleteThing deletes a thing that has no attached principals, and its
+// thing group memberships. Deleting a thing that does not exist succeeds, as
+// on AWS.
 func (r *Registry) DeleteThing(name string) error {
 	err := r.db.Update(func(tx *bolt.Tx) error {
 		if len(prefixKeys(tx.Bucket(bucketThingCerts), name)) > 0 {
 			return fmt.Errorf("%w: thing %s still has attached principals; detach them first", ErrInvalid, name)
+		}
+		for _, g := range prefixKeys(tx.Bucket(bucketThingGroups), name) {
+			if err := deletePair(tx, bucketGroupThings, bucketThingGroups, g, name); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketThings).Delete([]byte(name))
 	})
@@ -301,10 +339,7 @@ func (r *Registry) AttachPrincipal(thing, certID string) error {
 		if err := mustExist(tx, thing, certID); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketThingCerts).Put(pairKey(thing, certID), nil); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketCertThings).Put(pairKey(certID, thing), nil)
+		return putPair(tx, bucketThingCerts, bucketCertThings, thing, certID)
 	})
 	if err != nil {
 		return fmt.Errorf("registry: attach principal: %w", err)
@@ -318,10 +353,7 @@ func (r *Registry) DetachPrincipal(thing, certID string) error {
 		if err := mustExist(tx, thing, certID); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketThingCerts).Delete(pairKey(thing, certID)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketCertThings).Delete(pairKey(certID, thing))
+		return deletePair(tx, bucketThingCerts, bucketCertThings, thing, certID)
 	})
 	if err != nil {
 		return fmt.Errorf("registry: detach principal: %w", err)
@@ -458,16 +490,24 @@ func prefixKeys(b *bolt.Bucket, a string) []string {
 func listJSON[T any](db *bolt.DB, bucket []byte, kind string) ([]T, error) {
 	var out []T
 	err := db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			var x T
-			if err := json.Unmarshal(v, &x); err != nil {
-				return fmt.Errorf("decode %s %q: %w", kind, k, err)
-			}
+		return ForEachJSON(tx, bucket, kind, func(_ []byte, x T) error {
 			out = append(out, x)
 			return nil
 		})
 	})
 	return out, err
+}
+
+// ForEachJSON decodes every value of a bucket of tx, a JSON document of
+// kind (for errors), and calls fn with it, in key order.
+func ForEachJSON[T any](tx *bolt.Tx, bucket []byte, kind string, fn func(key []byte, v T) error) error {
+	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("decode %s %q: %w", kind, k, err)
+		}
+		return fn(k, x)
+	})
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {
@@ -489,7 +529,10 @@ func getJSON(b *bolt.Bucket, key, kind string, v any) error {
 	return nil
 }
 
-// newUUID returns a random RFC 4122 version 4 UUID string.
+// NewUUID returns a random RFC 4122 version 4 UUID string (thing ids,
+// session and event ids).
+func NewUUID() string { return newUUID() }
+
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

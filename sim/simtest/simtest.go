@@ -6,6 +6,12 @@
 //	s := simtest.Start(t)
 //	dev := s.NewDevice(t, "dev1")            // thing + ACTIVE certificate attached
 //	cfg := s.TLSConfig(dev.TLSCertificate)   // for ssl://s.MQTTAddr()
+//	s.CreateJob(t, "rotate-1", "dev1", `{"operation":"rotate-certificate"}`)
+//	ex := s.WaitJobExecution(t, "dev1", "rotate-1", "SUCCEEDED", time.Minute)
+//	s.WaitCertificateStatus(t, ex.StatusDetails.DetailsMap["oldCertificateId"], "INACTIVE", 5*time.Second)
+//
+// The helpers fail the test (t.Fatal) on any error; the cloud-side ones go
+// through the admin API, as the thingsim CLI does.
 package simtest
 
 import (
@@ -53,19 +59,39 @@ type Sim struct {
 	Logs *Buffer
 }
 
-// Start starts a simulator in a new temporary directory; see StartIn.
-func Start(t testing.TB) *Sim { return StartIn(t, t.TempDir()) }
+// DefaultRotationGrace is the rotation grace of the simulators started here
+// unless Options say otherwise (the simulator's own default is 60 s).
+const DefaultRotationGrace = time.Second
 
-// StartIn starts a simulator on dir with the MQTT broker and admin API on
-// free loopback ports. It is closed when the test ends; its logs are printed
-// if the test failed.
-func StartIn(t testing.TB, dir string) *Sim {
+// Start starts a simulator in a new temporary directory; see StartWith.
+func Start(t testing.TB) *Sim { return StartWith(t, sim.Options{}) }
+
+// StartIn starts a simulator on dir; see StartWith.
+func StartIn(t testing.TB, dir string) *Sim { return StartWith(t, sim.Options{Dir: dir}) }
+
+// StartWith starts a simulator with opts, filling in what is unset: a new
+// temporary Dir, the MQTT broker and admin API on free loopback ports, a
+// debug Logger into Sim.Logs, and a RotationGrace of DefaultRotationGrace. It
+// is closed when the test ends; its logs are printed if the test failed.
+func StartWith(t testing.TB, opts sim.Options) *Sim {
 	t.Helper()
 	logs := &Buffer{}
-	srv, err := sim.Start(t.Context(), sim.Options{
-		Dir: dir, MQTTAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.MQTTAddr == "" {
+		opts.MQTTAddr = "127.0.0.1:0"
+	}
+	if opts.APIAddr == "" {
+		opts.APIAddr = "127.0.0.1:0"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if opts.RotationGrace == 0 {
+		opts.RotationGrace = DefaultRotationGrace
+	}
+	srv, err := sim.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("start thingsim: %v", err)
 	}

@@ -3,10 +3,15 @@
 // process on one data directory.
 //
 //	thingsim serve --dir DIR [--mqtt 127.0.0.1:8883] [--api 127.0.0.1:8443] [--log-level info]
+//	               [--cert-days 365] [--rotation-grace 60s]
 //	thingsim thing create|describe|delete NAME [--attr k=v ...]
 //	thingsim thing list
 //	thingsim cert create --thing T --csr FILE [--days N] [--json]
 //	thingsim cert list | describe --id ID | update --id ID --status S
+//	thingsim job create --thing T|--group G --document FILE [--job-id ID] [--continuous] [--description D]
+//	thingsim job describe ID [--thing T] | list | cancel ID [--force]
+//	thingsim group create G | add G --thing T | remove G --thing T | list
+//	thingsim faults [--set JSON | --clear]
 //	thingsim clients [--json]
 //
 // Every command but serve takes --dir DIR (finds the address and token
@@ -30,14 +35,20 @@ import (
 
 	"github.com/thingd/thingd/sim"
 	"github.com/thingd/thingd/sim/api"
+	"github.com/thingd/thingd/sim/provision"
 )
 
 const usage = `usage:
   thingsim serve --dir DIR [--mqtt ADDR] [--api ADDR] [--log-level debug|info|warn|error]
+                 [--cert-days N] [--rotation-grace DURATION]
   thingsim thing create NAME [--attr key=value ...]
   thingsim thing describe NAME | delete NAME | list
   thingsim cert create --thing THING --csr FILE [--days N] [--json]
   thingsim cert list | describe --id ID | update --id ID --status ACTIVE|INACTIVE|REVOKED
+  thingsim job create --thing THING|--group GROUP --document FILE [--job-id ID] [--continuous] [--description TEXT]
+  thingsim job describe ID [--thing THING] | list | cancel ID [--force]
+  thingsim group create GROUP | add GROUP --thing THING | remove GROUP --thing THING | list
+  thingsim faults [--set JSON | --clear]
   thingsim clients [--json]
 every command but serve takes --dir DIR and --api ADDR
 `
@@ -79,7 +90,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cmd, rest := args[0], args[1:]
 	sub := ""
-	if (cmd == "thing" || cmd == "cert") && len(rest) > 0 {
+	if (cmd == "thing" || cmd == "cert" || cmd == "job" || cmd == "group") && len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
 	switch cmd + " " + sub {
@@ -89,6 +100,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return thingCmd(ctx, sub, rest, stdout, stderr)
 	case "cert create", "cert list", "cert describe", "cert update":
 		return certCmd(ctx, sub, rest, stdout, stderr)
+	case "job create", "job describe", "job list", "job cancel":
+		return jobCmd(ctx, sub, rest, stdout, stderr)
+	case "group create", "group add", "group remove", "group list":
+		return groupCmd(ctx, sub, rest, stdout, stderr)
+	case "faults ":
+		return faultsCmd(ctx, rest, stdout, stderr)
 	case "clients ":
 		return clientsCmd(ctx, rest, stdout, stderr)
 	case "help ", "-h ", "--help ":
@@ -127,6 +144,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	mqttAddr := fs.String("mqtt", sim.DefaultMQTTAddr, "MQTT (TLS) listen address; port 0 picks one")
 	apiAddr := fs.String("api", sim.DefaultAPIAddr, "admin API listen address (loopback); port 0 picks one")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	certDays := fs.Int("cert-days", api.DefaultValidityDays, "validity in days of the device certificates issued without an explicit one (CreateCertificateFromCsr over MQTT)")
+	grace := fs.Duration("rotation-grace", provision.DefaultRotationGrace, "how long after a rotate-certificate job SUCCEEDED the old certificate is deactivated and detached (0: at once)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -141,8 +160,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return usagef("serve: --log-level %q: %v", *level, err)
 	}
+	if *certDays < 1 || *certDays > 36500 {
+		return usagef("serve: --cert-days %d must be between 1 and 36500", *certDays)
+	}
+	if *grace < 0 {
+		return usagef("serve: --rotation-grace %v must not be negative", *grace)
+	}
+	if *grace == 0 {
+		*grace = -1 // sim.Options: negative means at once, zero the default
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	s, err := sim.Start(ctx, sim.Options{Dir: *dir, MQTTAddr: *mqttAddr, APIAddr: *apiAddr, Logger: log})
+	s, err := sim.Start(ctx, sim.Options{
+		Dir: *dir, MQTTAddr: *mqttAddr, APIAddr: *apiAddr, Logger: log,
+		DeviceCertValidity: time.Duration(*certDays) * 24 * time.Hour, RotationGrace: *grace,
+	})
 	if err != nil {
 		return err
 	}
@@ -207,31 +238,42 @@ func thingCmd(ctx context.Context, sub string, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	want := 1
-	if sub == "list" {
-		want = 0
+	if err := oneName("thing", sub, pos, "thing name"); err != nil {
+		return err
 	}
-	if len(pos) != want {
-		if want == 0 {
-			return usagef("thing list takes no arguments")
+	return callAPI(client, stdout, func(c *api.Client) (any, error) {
+		switch sub {
+		case "create":
+			return c.CreateThing(ctx, pos[0], attrs)
+		case "describe":
+			return c.DescribeThing(ctx, pos[0])
+		case "delete":
+			return nil, c.DeleteThing(ctx, pos[0])
 		}
-		return usagef("thing %s needs exactly one thing name", sub)
+		return c.ListThings(ctx)
+	})
+}
+
+// oneName checks that a subcommand got exactly one positional name (none for
+// list).
+func oneName(cmd, sub string, pos []string, what string) error {
+	switch {
+	case sub == "list" && len(pos) > 0:
+		return usagef("%s list takes no arguments", cmd)
+	case sub != "list" && len(pos) != 1:
+		return usagef("%s %s needs exactly one %s", cmd, sub, what)
 	}
+	return nil
+}
+
+// callAPI makes a subcommand's API call with the client its flags designate
+// and prints the response as JSON, if there is one.
+func callAPI(client func() (*api.Client, error), stdout io.Writer, call func(*api.Client) (any, error)) error {
 	c, err := client()
 	if err != nil {
 		return err
 	}
-	var out any
-	switch sub {
-	case "create":
-		out, err = c.CreateThing(ctx, pos[0], attrs)
-	case "describe":
-		out, err = c.DescribeThing(ctx, pos[0])
-	case "delete":
-		err = c.DeleteThing(ctx, pos[0])
-	case "list":
-		out, err = c.ListThings(ctx)
-	}
+	out, err := call(c)
 	if err != nil || out == nil {
 		return err
 	}
@@ -250,7 +292,7 @@ func certCmd(ctx context.Context, sub string, args []string, stdout, stderr io.W
 	case "create":
 		thing = fs.String("thing", "", "thing to attach the certificate to (created if missing)")
 		csrFile = fs.String("csr", "", "PEM certificate signing request file")
-		days = fs.Int("days", api.DefaultValidityDays, "validity in days")
+		days = fs.Int("days", 0, "validity in days (default: the simulator's, see serve --cert-days)")
 		asJSON = fs.Bool("json", false, "print the whole response as JSON instead of the PEM")
 	case "describe":
 		id = fs.String("id", "", "certificate id")

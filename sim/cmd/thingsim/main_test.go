@@ -138,7 +138,7 @@ func TestServe(t *testing.T) {
 	var out, errb simtest.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--mqtt", "127.0.0.1:0", "--api", "127.0.0.1:0"}, &out, &errb)
+		done <- run(ctx, []string{"serve", "--dir", dir, "--mqtt", "127.0.0.1:0", "--api", "127.0.0.1:0", "--cert-days", "2", "--rotation-grace", "0"}, &out, &errb)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -152,6 +152,12 @@ func TestServe(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	runCLI(t, "thing", "create", "dev1", "--dir", dir).ok(t)
+	r := runCLI(t, "cert", "create", "--dir", dir, "--thing", "dev1", "--csr", writeCSR(t, t.TempDir(), "dev1")).ok(t)
+	if cert, err := ca.ParseCertificatePEM([]byte(r.stdout)); err != nil {
+		t.Error(err)
+	} else if d := cert.NotAfter.Sub(cert.NotBefore); d != 2*24*time.Hour+time.Hour {
+		t.Errorf("certificate lifetime %v with serve --cert-days 2, want 49h (valid from an hour ago)", d)
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -172,5 +178,88 @@ func TestServe(t *testing.T) {
 	}
 	if r := runCLI(t, "serve", "--dir", dir, "--api", "0.0.0.0:0"); r.code != 1 || !strings.Contains(r.stderr, "not a loopback address") {
 		t.Errorf("serve on a public API address: exit %d, %q", r.code, r.stderr)
+	}
+	for _, bad := range [][]string{{"--cert-days", "0"}, {"--rotation-grace", "-1s"}, {"--rotation-grace", "soon"}} {
+		if r := runCLI(t, append([]string{"serve", "--dir", dir}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("serve %q: exit %d, %q; want a usage error naming the flag", bad, r.code, r.stderr)
+		}
+	}
+}
+
+func TestJobAndGroupCommands(t *testing.T) {
+	s := simtest.Start(t)
+	dir := s.Dir()
+	s.NewDevice(t, "dev1")
+	s.NewDevice(t, "dev2")
+	doc := filepath.Join(t.TempDir(), "rotate.json")
+	if err := os.WriteFile(doc, []byte(`{"operation":"rotate-certificate"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, "job", "create", "--dir", dir, "--thing", "dev1", "--document", doc, "--job-id", "rot1").ok(t)
+	var created api.CreateJobResponse
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || created.JobID != "rot1" {
+		t.Errorf("job create printed %q (err %v), want the CreateJob JSON", r.stdout, err)
+	}
+	r = runCLI(t, "job", "create", "--dir", dir, "--thing", "dev1", "--document", doc).ok(t)
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || !strings.HasPrefix(created.JobID, "job-") {
+		t.Errorf("job create without --job-id printed %q, want a generated job id", r.stdout)
+	}
+	runCLI(t, "job", "cancel", created.JobID, "--dir", dir).ok(t)
+
+	runCLI(t, "group", "create", "fleet", "--dir", dir).ok(t)
+	runCLI(t, "job", "create", "--dir", dir, "--group", "fleet", "--document", doc, "--job-id", "cont", "--continuous").ok(t)
+	runCLI(t, "group", "add", "fleet", "--thing", "dev2", "--dir", dir).ok(t)
+	s.WaitJobExecution(t, "dev2", "cont", "QUEUED", time.Second)
+	r = runCLI(t, "group", "list", "--dir", dir).ok(t)
+	if !strings.Contains(r.stdout, `"groupName": "fleet"`) {
+		t.Errorf("group list printed %q", r.stdout)
+	}
+
+	r = runCLI(t, "job", "describe", "rot1", "--dir", dir).ok(t)
+	if !strings.Contains(r.stdout, `"numberOfQueuedThings": 1`) {
+		t.Errorf("job describe printed %q", r.stdout)
+	}
+	r = runCLI(t, "job", "describe", "cont", "--thing", "dev2", "--dir", dir).ok(t)
+	if !strings.Contains(r.stdout, `"status": "QUEUED"`) {
+		t.Errorf("job describe --thing printed %q", r.stdout)
+	}
+	r = runCLI(t, "job", "list", "--dir", dir).ok(t)
+	for _, id := range []string{"rot1", "cont", created.JobID} {
+		if !strings.Contains(r.stdout, `"jobId": "`+id+`"`) {
+			t.Errorf("job list does not show %s:\n%s", id, r.stdout)
+		}
+	}
+
+	r = runCLI(t, "faults", "--dir", dir, "--set", `{"registerThing":{"kind":"reject","count":1}}`).ok(t)
+	if !strings.Contains(r.stdout, `"kind": "reject"`) || s.Faults().RegisterThing.Kind != "reject" {
+		t.Errorf("faults --set printed %q; faults in force %+v", r.stdout, s.Faults())
+	}
+	runCLI(t, "faults", "--dir", dir, "--clear").ok(t)
+	if f := s.Faults(); f != (sim.Faults{}) {
+		t.Errorf("faults after --clear = %+v", f)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"job", "create", "--dir", dir, "--document", doc}, 2, "one of --thing and --group"},
+		{[]string{"job", "create", "--dir", dir, "--thing", "dev1", "--group", "fleet", "--document", doc}, 2, "one of --thing and --group"},
+		{[]string{"job", "create", "--dir", dir, "--thing", "dev1", "--document", filepath.Join(dir, "missing.json")}, 1, "read job document"},
+		{[]string{"job", "create", "--dir", dir, "--thing", "dev1", "--document", doc, "--job-id", "rot1"}, 1, "ResourceAlreadyExistsException"},
+		{[]string{"job", "cancel", "rot1", "--dir", dir, "--force"}, 0, ""},
+		{[]string{"job", "cancel", "rot1", "--dir", dir}, 1, "InvalidStateTransitionException"},
+		{[]string{"job", "describe", "--dir", dir}, 2, "exactly one job id"},
+		{[]string{"group", "add", "fleet", "--dir", dir}, 2, "--thing"},
+		{[]string{"group", "add", "nope", "--thing", "dev1", "--dir", dir}, 1, "ResourceNotFoundException"},
+		{[]string{"faults", "--dir", dir, "--set", `{"createFromCsr":{"kind":"explode"}}`}, 1, "InvalidRequestException"},
+		{[]string{"faults", "--dir", dir, "--set", "{"}, 2, "--set"},
+	} {
+		r := runCLI(t, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("thingsim %q: exit %d, stderr %q; want exit %d mentioning %q", tc.args, r.code, r.stderr, tc.code, tc.want)
+		}
 	}
 }
