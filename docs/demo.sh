@@ -27,7 +27,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 step "Start thingsim, the local AWS IoT Core, in $WORK/sim"
-"$THINGSIM" serve --dir "$WORK/sim" --mqtt 127.0.0.1:0 --api 127.0.0.1:0 2>"$WORK/thingsim.log" &
+"$THINGSIM" serve --dir "$WORK/sim" --mqtt 127.0.0.1:0 --api 127.0.0.1:0 --rotation-grace 5s 2>"$WORK/thingsim.log" &
 SIM_PID=$!
 wait_for 20 "thingsim" test -s "$WORK/sim/api.json"
 MQTT=$(sed -n 's/.*"mqttAddress": *"\([^"]*\)".*/\1/p' "$WORK/sim/api.json")
@@ -39,7 +39,7 @@ mkdir -p "$WORK/tokens"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK/tokens" > "$SOFTHSM2_CONF"
 softhsm2-util --init-token --free --label thingd --so-pin 5678 --pin 1234 >/dev/null
 printf '1234' > "$WORK/pin" && chmod 600 "$WORK/pin"
-KEY="pkcs11:token=thingd;object=device-a?module-path=$SOFTHSM_MODULE&pin-source=file:$WORK/pin"
+KEY="pkcs11:token=thingd;object=device?module-path=$SOFTHSM_MODULE&pin-source=file:$WORK/pin"
 
 step "Generate the device key inside the token (non-extractable)"
 "$THINGD" key generate --key "$KEY"
@@ -47,7 +47,8 @@ step "Generate the device key inside the token (non-extractable)"
 step "Create the thing and have thingsim issue its certificate from a CSR"
 "$THINGD" key csr --key "$KEY" --thing "$THING" > "$WORK/$THING.csr"
 "$THINGSIM" thing create "$THING" --dir "$WORK/sim" >/dev/null
-"$THINGSIM" cert create --dir "$WORK/sim" --thing "$THING" --csr "$WORK/$THING.csr" > "$WORK/$THING.pem"
+# A short-lived certificate (1 day), so that the rotation below matters.
+"$THINGSIM" cert create --dir "$WORK/sim" --thing "$THING" --csr "$WORK/$THING.csr" --days 1 > "$WORK/$THING.pem"
 openssl x509 -in "$WORK/$THING.pem" -noout -subject -serial -enddate
 
 step "Write the thingd config"
@@ -72,6 +73,24 @@ step "thingsim's view: live connections"
 
 step "thingd's view: thingd status"
 "$THINGD" status --config "$WORK/thingd.toml"
+
+step "Rotate the certificate with an AWS IoT Job (new key in the token's other slot, CSR, register, verify, commit)"
+OLD_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
+OLD_ID=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"certificateId": *"\([^"]*\)".*/\1/p' | head -1)
+echo '{"operation": "rotate-certificate", "keyAlgorithm": "ECDSA_P256"}' > "$WORK/rotate.json"
+"$THINGSIM" job create --dir "$WORK/sim" --thing "$THING" --document "$WORK/rotate.json" --job-id rotate-1
+wait_for 60 "the rotation job to succeed" sh -c "'$THINGSIM' job describe rotate-1 --thing '$THING' --dir '$WORK/sim' | grep -q SUCCEEDED"
+"$THINGSIM" job describe rotate-1 --thing "$THING" --dir "$WORK/sim"
+wait_for 30 "thingd to clean up the old key" grep -q "old key deleted" "$WORK/thingd.log"
+NEW_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
+echo "old certificate serial: $OLD_SERIAL"
+echo "new certificate serial: $NEW_SERIAL"
+"$THINGD" status --config "$WORK/thingd.toml"
+
+step "thingsim deactivates the old certificate after the grace period"
+wait_for 90 "the old certificate to be INACTIVE" sh -c "'$THINGSIM' cert describe --id '$OLD_ID' --dir '$WORK/sim' | grep -q INACTIVE"
+"$THINGSIM" cert describe --id "$OLD_ID" --dir "$WORK/sim" | grep -iE 'status|certificateId' || true
+"$THINGSIM" clients --dir "$WORK/sim"
 
 step "Stop thingd (SIGTERM: MQTT DISCONNECT sent) and thingsim"
 kill -TERM "$THINGD_PID"; wait "$THINGD_PID"; THINGD_PID=
