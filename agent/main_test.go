@@ -11,8 +11,9 @@ import (
 )
 
 // thingdBin and thingsimBin are the binaries built once for the end-to-end
-// tests.
-var thingdBin, thingsimBin string
+// tests; crashBin is thingd built with the crashhook tag (the rotation crash
+// matrix).
+var thingdBin, thingsimBin, crashBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "thingd-e2e-bin")
@@ -22,8 +23,14 @@ func TestMain(m *testing.M) {
 	}
 	thingdBin = filepath.Join(dir, "thingd")
 	thingsimBin = filepath.Join(dir, "thingsim")
-	for bin, pkg := range map[string]string{thingdBin: "agent/cmd/thingd", thingsimBin: "sim/cmd/thingsim"} {
-		cmd := exec.Command("go", "build", "-race", "-o", bin, "github.com/thingd/thingd/"+pkg)
+	crashBin = filepath.Join(dir, "thingd-crashhook")
+	for _, b := range []struct{ bin, pkg, tags string }{
+		{thingdBin, "agent/cmd/thingd", ""},
+		{thingsimBin, "sim/cmd/thingsim", ""},
+		{crashBin, "agent/cmd/thingd", "crashhook"},
+	} {
+		bin, pkg := b.bin, b.pkg
+		cmd := exec.Command("go", "build", "-race", "-tags="+b.tags, "-o", bin, "github.com/thingd/thingd/"+pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", pkg+":", err)

@@ -57,11 +57,17 @@ reset_after = "20s"
 // the end of the test if still running.
 func startThingd(t *testing.T, cfg string, args ...string) *thingdProc {
 	t.Helper()
+	return startThingdBin(t, thingdBin, nil, cfg, args...)
+}
+
+// startThingdBin is startThingd with another binary and extra environment.
+func startThingdBin(t *testing.T, bin string, env []string, cfg string, args ...string) *thingdProc {
+	t.Helper()
 	p := &thingdProc{stderr: &syncBuffer{}, config: cfg, done: make(chan error, 1)}
-	p.cmd = exec.Command(thingdBin, append([]string{"run", "--config", cfg}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"run", "--config", cfg}, args...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
-	p.cmd.Env = os.Environ()
+	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -250,9 +250,11 @@ func (r *Rotator) checkRenewal(ctx context.Context) time.Duration {
 	r.closeOut(ctx, o)
 	if o.Result != string(jobs.StatusSucceeded) {
 		r.log.Warn("renewal failed; will try again", "reason", o.Reason, "in", r.cfg.CheckInterval)
-		return r.cfg.CheckInterval
 	}
-	return time.Second
+	// Even after a success, wait a whole interval: a cloud that issues
+	// certificates already inside their window must not make thingd rotate
+	// in a loop.
+	return r.cfg.CheckInterval
 }
 
 // Reported is told (jobs.ReportObserver) that a terminal report saved by an
