@@ -49,25 +49,25 @@ vet:
 test: deps vet
 	$(GO) test $(TEST_FLAGS) ./...
 
-## bench: Sign per key store next to the raw module call, Generate, thingd start->CONNACK and idle RSS
+## bench: Sign per key store next to the raw module call, Generate, thingd start->CONNACK, idle RSS, rotation p50/p99
 ## (docs/benchmarks.md). One package at a time (-p 1), each benchmark 3 times; raw output in $(BIN)/bench/.
 bench: deps
 	@mkdir -p $(BIN)/bench
 	@{ echo "date: $$(date -u +%FT%TZ)"; $(GO) version; echo "nproc: $$(nproc)"; grep -m1 '^model name' /proc/cpuinfo; } | tee $(BIN)/bench/machine.txt
 	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 1s -bench '^Benchmark(Sign|RawSign)$$' ./keystore/... | tee $(BIN)/bench/sign.txt
 	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 5x -bench '^BenchmarkGenerate$$' ./keystore/... | tee $(BIN)/bench/generate.txt
-	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 20x -bench '^Benchmark(StartToConnack|IdleRSS)$$' ./agent/ | tee $(BIN)/bench/agent.txt
+	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 20x -bench '^Benchmark(StartToConnack|IdleRSS|Rotation)$$' ./agent/ | tee $(BIN)/bench/agent.txt
 	@# go test can say ok although a re-run (-count) sub-benchmark failed
 	@! grep -H -- '--- FAIL' $(BIN)/bench/{sign,generate,agent}.txt
 	@echo; echo "== summary: mean (min..max) over the 3 runs"
 	@cat $(BIN)/bench/{sign,generate,agent}.txt | awk ' \
 	  /^pkg:/ { pkg = $$2; sub(/.*\/thingd\//, "", pkg) } \
 	  /^Benchmark/ { name = $$1; sub(/-[0-9]+$$/, "", name); sub(/^Benchmark/, "", name); \
-	    for (i = 3; i < NF; i += 2) { u = $$(i+1); if (u != "ns/op" && u != "MiB-RSS") continue; \
+	    for (i = 3; i < NF; i += 2) { u = $$(i+1); if (u != "ns/op" && u != "MiB-RSS" && u != "p50-ms" && u != "p99-ms") continue; \
 	      k = pkg " " name " " u; if (!(k in n)) order[++len] = k; \
 	      n[k]++; s[k] += $$i; if (!(k in lo) || $$i < lo[k]) lo[k] = $$i; if ($$i > hi[k]) hi[k] = $$i } } \
 	  END { for (j = 1; j <= len; j++) { k = order[j]; split(k, f, " "); d = (f[3] == "ns/op") ? 1e6 : 1; \
-	    printf "%-20s %-40s %10.3f %s (%.3f..%.3f)\n", f[1], f[2], s[k]/n[k]/d, (d > 1 ? "ms" : "MiB"), lo[k]/d, hi[k]/d } }'
+	    printf "%-20s %-40s %10.3f %s (%.3f..%.3f)\n", f[1], f[2], s[k]/n[k]/d, (d > 1 ? "ms" : f[3]), lo[k]/d, hi[k]/d } }'
 
 clean:
 	rm -rf $(BIN)

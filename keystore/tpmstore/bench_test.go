@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/tcp"
 
 	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/keystore/keystoretest"
 	"github.com/thingd/thingd/keystore/tpmstore"
 )
 
@@ -31,11 +32,11 @@ var benchBackends = []benchBackend{
 			func(*testing.B) transport.TPM { return sim }
 	}},
 	{"swtpm-unix", swtpmAlgorithms, func(b *testing.B) (func(*testing.B) *tpmstore.Store, func(int) *keystore.URI, func(*testing.B) transport.TPM) {
-		p := startSwtpm(b, swtpmUnix)
-		return func(b *testing.B) *tpmstore.Store { return p.open(b) },
-			func(n int) *keystore.URI { return p.uri(0x81000100 + uint32(n)) },
+		p := keystoretest.StartSwtpm(b, keystoretest.SwtpmUnix)
+		return func(b *testing.B) *tpmstore.Store { return openSwtpm(b, p) },
+			func(n int) *keystore.URI { return swtpmURI(p, 0x81000100+uint32(n)) },
 			func(b *testing.B) transport.TPM {
-				tpm, err := linuxudstpm.Open(p.sock)
+				tpm, err := linuxudstpm.Open(p.SocketPath())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -44,13 +45,13 @@ var benchBackends = []benchBackend{
 			}
 	}},
 	{"swtpm-tcp", swtpmAlgorithms, func(b *testing.B) (func(*testing.B) *tpmstore.Store, func(int) *keystore.URI, func(*testing.B) transport.TPM) {
-		p := startSwtpm(b, swtpmTCP)
-		return func(b *testing.B) *tpmstore.Store { return p.open(b) },
-			func(n int) *keystore.URI { return p.uri(0x81000100 + uint32(n)) },
+		p := keystoretest.StartSwtpm(b, keystoretest.SwtpmTCP)
+		return func(b *testing.B) *tpmstore.Store { return openSwtpm(b, p) },
+			func(n int) *keystore.URI { return swtpmURI(p, 0x81000100+uint32(n)) },
 			func(b *testing.B) transport.TPM {
 				tpm, err := tcp.Open(tcp.Config{
-					CommandAddress:  "127.0.0.1:" + strconv.Itoa(p.port),
-					PlatformAddress: "127.0.0.1:" + strconv.Itoa(p.port+1),
+					CommandAddress:  "127.0.0.1:" + strconv.Itoa(p.Port()),
+					PlatformAddress: "127.0.0.1:" + strconv.Itoa(p.Port()+1),
 				})
 				if err != nil {
 					b.Fatal(err)

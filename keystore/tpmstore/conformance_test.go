@@ -73,13 +73,13 @@ func TestConformanceSimulator(t *testing.T) {
 // tpmstore_test.go cover.
 func TestConformanceSwtpm(t *testing.T) {
 	keystoretest.Run(t, func(t *testing.T) *keystoretest.Harness {
-		p := startSwtpm(t, swtpmUnix)
+		p := keystoretest.StartSwtpm(t, keystoretest.SwtpmUnix)
 		return &keystoretest.Harness{
 			Name:                "swtpm",
 			Kind:                keystore.KindTPM,
 			Algorithms:          swtpmAlgorithms,
-			NewStore:            func(t *testing.T) keystore.Store { return p.open(t) },
-			KeyURI:              func(t *testing.T, n int) *keystore.URI { return p.uri(0x81000100 + uint32(n)) },
+			NewStore:            func(t *testing.T) keystore.Store { return openSwtpm(t, p) },
+			KeyURI:              func(t *testing.T, n int) *keystore.URI { return swtpmURI(p, 0x81000100+uint32(n)) },
 			CheckNonExtractable: checkNonExtractable,
 			Resources:           transientResources,
 			ConcurrentSigns:     concurrentSigns,

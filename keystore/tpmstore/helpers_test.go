@@ -2,16 +2,7 @@ package tpmstore_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/simulator"
 
 	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/keystore/keystoretest"
 	"github.com/thingd/thingd/keystore/tpmstore"
 )
 
@@ -74,191 +66,17 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// swtpmMode is how the test talks to swtpm.
-type swtpmMode int
-
-const (
-	swtpmTCP swtpmMode = iota
-	swtpmUnix
-)
-
-// swtpmProc is an swtpm process with its state directory. Restart starts a
-// new process on the same state; the process is killed in t.Cleanup.
-type swtpmProc struct {
-	t        testing.TB
-	mode     swtpmMode
-	stateDir string
-	sock     string // unix mode
-	port     int    // tcp mode: server port; the control port is port+1
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	extra    []string // extra swtpm flags value for --flags
+// swtpmURI returns the key URI for handle on p.
+func swtpmURI(p *keystoretest.Swtpm, handle uint32) *keystore.URI {
+	return keystore.MustParseURI(p.URI(handle))
 }
 
-// startSwtpm starts swtpm on a fresh state directory. swtpm must be
-// installed: the test fails, never skips, without it.
-func startSwtpm(t testing.TB, mode swtpmMode) *swtpmProc {
+// openSwtpm opens a Store on p through the URI, as the agent would.
+func openSwtpm(t testing.TB, p *keystoretest.Swtpm) *tpmstore.Store {
 	t.Helper()
-	p := &swtpmProc{t: t, mode: mode, stateDir: t.TempDir()}
-	p.start()
-	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
-	return p
-}
-
-// device returns the device query value for the URI.
-func (p *swtpmProc) device() string {
-	if p.mode == swtpmUnix {
-		return "unix:" + p.sock
-	}
-	return "tcp:127.0.0.1:" + strconv.Itoa(p.port)
-}
-
-// uri returns the key URI for handle on this swtpm.
-func (p *swtpmProc) uri(handle uint32) *keystore.URI {
-	return keystore.MustParseURI(fmt.Sprintf("tpm:handle=%#x?device=%s", handle, p.device()))
-}
-
-// open opens a Store on this swtpm through the URI, as the agent would.
-func (p *swtpmProc) open(t testing.TB) *tpmstore.Store {
-	t.Helper()
-	s, err := tpmstore.Open(ctxT(t), p.uri(0x81000100), tpmstore.Options{})
+	s, err := tpmstore.Open(ctxT(t), swtpmURI(p, 0x81000100), tpmstore.Options{})
 	if err != nil {
-		t.Fatalf("tpmstore.Open(%s): %v", p.device(), err)
+		t.Fatalf("tpmstore.Open(%s): %v", p.Device(), err)
 	}
 	return s
-}
-
-func (p *swtpmProc) start() {
-	t := p.t
-	t.Helper()
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		t.Fatalf("swtpm is required for these tests (apt-get install swtpm swtpm-tools): %v", err)
-	}
-	flags := "not-need-init,startup-clear"
-	if len(p.extra) > 0 {
-		flags = strings.Join(p.extra, ",")
-	}
-	for attempt := 1; ; attempt++ {
-		args := []string{"socket", "--tpm2", "--tpmstate", "dir=" + p.stateDir, "--flags", flags,
-			"--log", "file=" + filepath.Join(p.stateDir, "swtpm.log")}
-		if p.mode == swtpmUnix {
-			if p.sock == "" {
-				// Unix socket paths are limited to 108 bytes; t.TempDir can be long.
-				dir, err := os.MkdirTemp("", "swtpm")
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { os.RemoveAll(dir) })
-				p.sock = filepath.Join(dir, "sock")
-			}
-			os.Remove(p.sock)
-			args = append(args, "--server", "type=unixio,path="+p.sock, "--ctrl", "type=unixio,path="+p.sock+".ctrl")
-		} else {
-			if p.port == 0 {
-				p.port = freePortPair(t)
-			}
-			args = append(args, "--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", p.port),
-				"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", p.port+1))
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start swtpm: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		if err := p.waitReady(exited); err == nil {
-			p.cmd, p.exited = cmd, exited
-			return
-		} else if attempt >= 3 {
-			cmd.Process.Kill()
-			<-exited
-			log, _ := os.ReadFile(filepath.Join(p.stateDir, "swtpm.log"))
-			t.Fatalf("swtpm %v did not come up: %v\nlog:\n%s", args, err, log)
-		}
-		cmd.Process.Kill()
-		<-exited
-		if p.mode == swtpmTCP {
-			p.port = freePortPair(t) // the port was probably taken meanwhile
-		}
-	}
-}
-
-func (p *swtpmProc) waitReady(exited chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("swtpm exited")
-		default:
-		}
-		// The socket file (or port) can exist before swtpm listens on it:
-		// wait until a connection is accepted. swtpm takes the empty
-		// connection as a client that came and went.
-		var addrs []string
-		network := "unix"
-		if p.mode == swtpmUnix {
-			addrs = []string{p.sock, p.sock + ".ctrl"}
-		} else {
-			network = "tcp"
-			addrs = []string{fmt.Sprintf("127.0.0.1:%d", p.port), fmt.Sprintf("127.0.0.1:%d", p.port+1)}
-		}
-		ready := true
-		for _, a := range addrs {
-			c, err := net.Dial(network, a)
-			if err != nil {
-				ready = false
-				break
-			}
-			c.Close()
-		}
-		if ready {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return errors.New("timed out")
-}
-
-// stop sends sig (SIGTERM: orderly; SIGKILL: power cut) and waits.
-func (p *swtpmProc) stop(sig syscall.Signal) {
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-	p.cmd = nil
-}
-
-// restart stops swtpm with sig and starts it again on the same state.
-func (p *swtpmProc) restart(sig syscall.Signal) {
-	p.t.Helper()
-	p.stop(sig)
-	p.start()
-}
-
-// freePortPair returns a port P such that P and P+1 were both free.
-func freePortPair(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l1, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l1.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		l1.Close()
-		if err == nil {
-			l2.Close()
-			return port
-		}
-	}
-	t.Fatal("no free pair of TCP ports")
-	return 0
 }

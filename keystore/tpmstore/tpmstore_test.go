@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
 	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/keystore/keystoretest"
 	"github.com/thingd/thingd/keystore/tpmstore"
 )
 
@@ -101,9 +102,9 @@ func TestManySignsNoTransientObjects(t *testing.T) {
 // TestSwtpmRestart checks that a key survives swtpm restarts on the same
 // state directory, orderly (SIGTERM) and not (SIGKILL), over tcp:.
 func TestSwtpmRestart(t *testing.T) {
-	p := startSwtpm(t, swtpmTCP)
-	uri := p.uri(0x81000100)
-	s := p.open(t)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmTCP)
+	uri := swtpmURI(p, 0x81000100)
+	s := openSwtpm(t, p)
 	k := generate(t, s, uri, keystore.ECDSAP256)
 	want := k.Public()
 	if err := s.Close(); err != nil {
@@ -111,7 +112,7 @@ func TestSwtpmRestart(t *testing.T) {
 	}
 	var crashed *tpmstore.Store
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGKILL} {
-		p.restart(sig)
+		p.Restart(sig)
 		if crashed != nil {
 			// Its connection died with swtpm: Close reports that, quickly.
 			err := crashed.Close()
@@ -121,7 +122,7 @@ func TestSwtpmRestart(t *testing.T) {
 			}
 			crashed = nil
 		}
-		s := p.open(t)
+		s := openSwtpm(t, p)
 		k, err := s.Open(ctxT(t), uri)
 		if err != nil {
 			t.Fatalf("Open after %v restart: %v", sig, err)
@@ -205,21 +206,21 @@ func rawSign(tpm transport.TPM, handle tpm2.TPMHandle, name tpm2.TPM2BName) erro
 // key without noDA ends in dictionary-attack lockout (the control group); a
 // key from Generate (noDA) keeps signing.
 func TestLockoutNoDA(t *testing.T) {
-	p := startSwtpm(t, swtpmUnix)
-	raw, err := linuxudstpm.Open(p.sock)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmUnix)
+	raw, err := linuxudstpm.Open(p.SocketPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
 	const daHandle = tpm2.TPMHandle(0x81000200)
 	daName := rawDAKey(t, raw, daHandle)
-	uri := p.uri(0x81000100)
-	s := p.open(t)
+	uri := swtpmURI(p, 0x81000100)
+	s := openSwtpm(t, p)
 	generate(t, s, uri, keystore.ECDSAP256)
 	s.Close()
 
 	for i := range 5 {
-		s := p.open(t)
+		s := openSwtpm(t, p)
 		k, err := s.Open(ctxT(t), uri)
 		if err != nil {
 			t.Fatalf("power cut %d: Open: %v", i, err)
@@ -229,13 +230,13 @@ func TestLockoutNoDA(t *testing.T) {
 		t.Logf("before power cut %d: DA-protected key: %v", i+1, daErr)
 		// Power cut: swtpm dies without TPM2_Shutdown, and the Store is not
 		// closed (it would send one).
-		p.restart(syscall.SIGKILL)
+		p.Restart(syscall.SIGKILL)
 	}
 
 	if err := rawSign(raw, daHandle, daName); !errors.Is(err, tpm2.TPMRCLockout) {
 		t.Fatalf("control group: DA-protected key after 5 power cuts: got %v, want TPM_RC_LOCKOUT", err)
 	}
-	s = p.open(t)
+	s = openSwtpm(t, p)
 	defer s.Close()
 	k, err := s.Open(ctxT(t), uri)
 	if err != nil {
@@ -399,8 +400,8 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestURIChecks(t *testing.T) {
-	p := startSwtpm(t, swtpmUnix)
-	s := p.open(t)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmUnix)
+	s := openSwtpm(t, p)
 	defer s.Close()
 	ctx := ctxT(t)
 	other := keystore.MustParseURI("tpm:handle=0x81000100?device=unix:/run/other.sock")
@@ -410,7 +411,7 @@ func TestURIChecks(t *testing.T) {
 	if _, err := s.Open(ctx, keystore.MustParseURI("tpm:")); err == nil || !strings.Contains(err.Error(), "names no persistent handle") {
 		t.Errorf("Open without handle: %v", err)
 	}
-	if _, err := s.Generate(ctx, p.uri(0x81000100), keystore.Algorithm("ed25519")); !errors.Is(err, keystore.ErrUnsupported) {
+	if _, err := s.Generate(ctx, swtpmURI(p, 0x81000100), keystore.Algorithm("ed25519")); !errors.Is(err, keystore.ErrUnsupported) {
 		t.Errorf("Generate(ed25519): %v", err)
 	}
 	// A URI without device is fine: it means "this store's TPM".
@@ -557,10 +558,8 @@ func TestKeyWithFixedScheme(t *testing.T) {
 // TestStartup checks that Open starts an emulator that was never sent
 // TPM2_Startup.
 func TestStartup(t *testing.T) {
-	p := &swtpmProc{t: t, mode: swtpmUnix, stateDir: t.TempDir(), extra: []string{"not-need-init"}}
-	p.start()
-	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
-	raw, err := linuxudstpm.Open(p.sock)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmUnix, "not-need-init")
+	raw, err := linuxudstpm.Open(p.SocketPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,9 +567,9 @@ func TestStartup(t *testing.T) {
 	if _, err := (tpm2.GetCapability{Capability: tpm2.TPMCapAlgs, PropertyCount: 1}).Execute(raw); !errors.Is(err, tpm2.TPMRCInitialize) {
 		t.Fatalf("swtpm without startup-clear answered %v, want TPM_RC_INITIALIZE", err)
 	}
-	s := p.open(t)
+	s := openSwtpm(t, p)
 	defer s.Close()
-	signVerify(t, generate(t, s, p.uri(0x81000100), keystore.ECDSAP256))
+	signVerify(t, generate(t, s, swtpmURI(p, 0x81000100), keystore.ECDSAP256))
 }
 
 // TestLogger checks that debug records reach Options.Logger and never
@@ -602,9 +601,9 @@ func TestTPM2ToolsReadPublic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tpm2-tools are required for this test: %v", err)
 	}
-	p := startSwtpm(t, swtpmTCP)
-	s := p.open(t)
-	k := generate(t, s, p.uri(0x81000100), keystore.ECDSAP256)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmTCP)
+	s := openSwtpm(t, p)
+	k := generate(t, s, swtpmURI(p, 0x81000100), keystore.ECDSAP256)
 	want, err := keystore.Fingerprint(k.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -614,7 +613,7 @@ func TestTPM2ToolsReadPublic(t *testing.T) {
 		t.Fatal(err)
 	}
 	pemFile := t.TempDir() + "/pub.pem"
-	tcti := fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", p.port)
+	tcti := fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", p.Port())
 	out, err := exec.Command(bin, "-T", tcti, "-c", "0x81000100", "-f", "pem", "-o", pemFile).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tpm2_readpublic -T %s: %v\n%s", tcti, err, out)
@@ -665,11 +664,11 @@ func TestTPM2ToolsReadPublic(t *testing.T) {
 // from a second Store after the first is closed: swtpm serves one TCP client
 // at a time.
 func TestSwtpmTCPAlgorithms(t *testing.T) {
-	p := startSwtpm(t, swtpmTCP)
-	s := p.open(t)
+	p := keystoretest.StartSwtpm(t, keystoretest.SwtpmTCP)
+	s := openSwtpm(t, p)
 	var keys []keystore.Key
 	for i, alg := range swtpmAlgorithms {
-		keys = append(keys, generate(t, s, p.uri(0x81000100+uint32(i)), alg))
+		keys = append(keys, generate(t, s, swtpmURI(p, 0x81000100+uint32(i)), alg))
 	}
 	if n := transientHandles(t, s); n != 0 {
 		t.Fatalf("%d transient objects after Generate", n)
@@ -677,10 +676,10 @@ func TestSwtpmTCPAlgorithms(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = p.open(t)
+	s = openSwtpm(t, p)
 	defer s.Close()
 	for i, alg := range swtpmAlgorithms {
-		k, err := s.Open(ctxT(t), p.uri(0x81000100+uint32(i)))
+		k, err := s.Open(ctxT(t), swtpmURI(p, 0x81000100+uint32(i)))
 		if err != nil {
 			t.Fatalf("Open %s: %v", alg, err)
 		}
