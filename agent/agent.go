@@ -20,9 +20,11 @@ import (
 	"github.com/thingd/thingd/agent/internal/atomicfile"
 	"github.com/thingd/thingd/agent/keys"
 	"github.com/thingd/thingd/agent/mqttconn"
+	"github.com/thingd/thingd/agent/report"
 	"github.com/thingd/thingd/agent/rotation"
 	"github.com/thingd/thingd/jobs"
 	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/shadow"
 )
 
 // Version is thingd's version, set at build time with
@@ -70,6 +72,9 @@ type Options struct {
 	// OnReady, if set, is called once the config is valid, the key opens
 	// and the certificate matches it (systemd READY=1).
 	OnReady func()
+	// LogLevel, if set, is the level of Logger; the shadow's
+	// desired.config.logLevel changes it live.
+	LogLevel *slog.LevelVar
 }
 
 // Run is the daemon: it recovers an interrupted rotation, loads the
@@ -108,6 +113,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var jc *jobs.Client
 	var prov *rotation.Provisioner
 	var engine *jobs.Engine
+	var sc *shadow.Client
+	var loop *shadowLoop
 	conn := mqttconn.New(mqttconn.Options{
 		Host:                 cfg.Host,
 		Port:                 cfg.Port,
@@ -116,10 +123,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		GetClientCertificate: holder.GetClientCertificate,
 		Backoff:              mqttconn.Backoff(cfg.Backoff),
 		Logger:               log.With("component", "mqtt"),
-		OnState:              func(s mqttconn.Status) { st.update(func(d *DaemonStatus) { d.Connection = s }) },
-		OnConnect:            func() { engine.Connected() },
+		OnState: func(s mqttconn.Status) {
+			var was mqttconn.State
+			st.update(func(d *DaemonStatus) { was, d.Connection = d.Connection.State, s })
+			if was == mqttconn.StateConnected && s.State == mqttconn.StateDisconnected && loop != nil {
+				loop.ConnectionLost(s.Since, s.LastError)
+			}
+		},
+		OnConnect: func() {
+			engine.Connected()
+			if loop != nil {
+				loop.Connected()
+			}
+		},
 		OnUnsolicited: func(topic string, payload []byte) {
-			if !jc.HandleMessage(topic, payload) && !prov.HandleMessage(topic, payload) {
+			if !jc.HandleMessage(topic, payload) && !prov.HandleMessage(topic, payload) &&
+				(sc == nil || !sc.HandleMessage(topic, payload)) {
 				log.Debug("unsolicited message dropped", "topic", topic)
 			}
 		},
@@ -149,6 +168,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 					d.CertificateID = id.CertificateID
 				}
 			})
+			if loop != nil {
+				loop.Changed()
+			}
 		},
 	})
 	if err != nil {
@@ -202,6 +224,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := jc.Start(ctx); err != nil {
 		return fmt.Errorf("agent: jobs: %w", err)
 	}
+	if cfg.Shadow.Enabled {
+		sc = shadow.NewClient(cfg.ThingName, "", conn, shadow.ClientOptions{Logger: log.With("component", "shadow"), Timeout: cfg.Rotation.ReplyTimeout})
+		if err := sc.Start(ctx); err != nil {
+			return fmt.Errorf("agent: shadow: %w", err)
+		}
+		loop = newShadowLoop(sc, log.With("component", "shadow"), now, opts.LogLevel, rot, holder,
+			report.Agent{Version: Version, StartedAt: now()},
+			report.NewSettings(cfg.Shadow.ReportInterval, cfg.Renewal.Fraction, cfg.Renewal.MaxBefore, logLevelName(cfg.LogLevel)))
+	}
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
@@ -210,6 +241,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = engine.Run(rctx) })
 	wg.Go(func() { _ = rot.Run(rctx) })
+	if loop != nil {
+		wg.Go(func() { _ = loop.Run(rctx) })
+	}
 	err = conn.Run(ctx)
 	stop()
 	wg.Wait()
@@ -219,6 +253,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return nil
 	}
 	return err
+}
+
+func logLevelName(l slog.Level) string {
+	switch {
+	case l <= slog.LevelDebug:
+		return "debug"
+	case l <= slog.LevelInfo:
+		return "info"
+	case l <= slog.LevelWarn:
+		return "warn"
+	}
+	return "error"
 }
 
 // Slots returns the URIs of the two key slots: slot A is the configured key,

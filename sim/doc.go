@@ -2,10 +2,11 @@
 // MQTT broker with AWS's admission rules, limits and lifecycle events
 // (sim/broker), a thing, certificate and thing group registry in bbolt
 // (sim/registry), a CA that signs device CSRs (sim/ca), the Jobs service
-// (sim/jobs), fleet provisioning with the cloud half of thingd's certificate
-// rotation (sim/provision) and an admin HTTP API with AWS IoT control-plane
-// paths and shapes (sim/api). Later issues add IoT policies, Shadow and
-// Device Defender audits. It is a protocol peer of thingd and never imports
+// (sim/jobs), the Device Shadow service with classic and named shadows
+// (sim/shadow), fleet provisioning with the cloud half of thingd's
+// certificate rotation (sim/provision) and an admin HTTP API with AWS IoT
+// control-plane and shadow data-plane paths and shapes (sim/api). Later
+// issues add IoT policies and Device Defender audits. It is a protocol peer of thingd and never imports
 // agent, jobs or shadow.
 //
 // [Start] runs everything in process on one data directory; the thingsim
@@ -26,6 +27,7 @@
 //	server.pem, server-key.pem  broker certificate for localhost, 127.0.0.1, ::1
 //	admin-token                 bearer token of the admin API (mode 0600)
 //	registry.db                 bbolt database: things, certificates, attachments, thing groups,
-//	                            history; jobs and executions; ownership tokens, pending retirements
+//	                            history; jobs and executions; shadows (deleted ones keep their
+//	                            version); ownership tokens, pending retirements
 //	api.json                    addresses of the running server ([Info]); removed on Close
 package sim

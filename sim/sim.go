@@ -23,6 +23,7 @@ import (
 	"github.com/thingd/thingd/sim/jobs"
 	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
+	"github.com/thingd/thingd/sim/shadow"
 )
 
 // Default listen addresses.
@@ -72,6 +73,10 @@ type Options struct {
 	// Faults are the provisioning faults in force at start (see
 	// Server.SetFaults).
 	Faults provision.Faults
+	// ShadowMaxDepth is the nesting limit of a shadow update's state node,
+	// the state object counting as level 1; zero means
+	// shadow.DefaultMaxDepth (6).
+	ShadowMaxDepth int
 }
 
 // Faults are the provisioning faults a test can inject (see package
@@ -95,6 +100,7 @@ type Server struct {
 	reg    *registry.Registry
 	broker *broker.Broker
 	jobs   *jobs.Service
+	shadow *shadow.Service
 	prov   *provision.Service
 	http   *http.Server
 	apiLn  net.Listener
@@ -154,7 +160,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	h, err := api.NewHandler(api.Options{
-		Registry: s.reg, CA: s.ca, Broker: s.broker, Jobs: s.jobs, Provisioning: s.prov, Token: s.token,
+		Registry: s.reg, CA: s.ca, Broker: s.broker, Jobs: s.jobs, Shadow: s.shadow, Provisioning: s.prov, Token: s.token,
 		Logger: log.With("component", "api"), Now: now, DefaultValidity: opts.DeviceCertValidity,
 	})
 	if err != nil {
@@ -179,8 +185,8 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	return s, nil
 }
 
-// startServices builds the broker, the Jobs and provisioning services that
-// answer requests through it, then starts listening and arms the services'
+// startServices builds the broker, the Jobs, Shadow and provisioning
+// services that answer requests through it, then starts listening and arms the services'
 // stored timers.
 func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 	s.broker, err = broker.New(broker.Options{
@@ -192,7 +198,7 @@ func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 		ConnectTimeout: opts.ConnectTimeout,
 		Now:            s.now,
 		OnRequest: func(r *broker.Request) bool {
-			return s.jobs.HandleRequest(r) || s.prov.HandleRequest(r)
+			return s.jobs.HandleRequest(r) || s.shadow.HandleRequest(r) || s.prov.HandleRequest(r)
 		},
 	})
 	if err != nil {
@@ -216,6 +222,13 @@ func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 				s.prov.RotationSucceeded(t.Execution.ThingName, t.Document, t.Execution.StatusDetails)
 			}
 		},
+	})
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	s.shadow, err = shadow.New(shadow.Options{
+		Registry: s.reg, Publish: s.broker.Publish, Now: s.now, Logger: s.log.With("component", "shadow"),
+		MaxDepth: opts.ShadowMaxDepth,
 	})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
@@ -263,6 +276,9 @@ func (s *Server) Close() error {
 		}
 		if s.jobs != nil {
 			s.jobs.Close()
+		}
+		if s.shadow != nil {
+			s.shadow.Close()
 		}
 		if s.prov != nil {
 			s.prov.Close()

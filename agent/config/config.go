@@ -60,6 +60,12 @@ type file struct {
 	Backoff     *backoff  `toml:"backoff"`
 	Rotation    *rotation `toml:"rotation"`
 	Renewal     *renewal  `toml:"renewal"`
+	Shadow      *shadowT  `toml:"shadow"`
+}
+
+type shadowT struct {
+	Enabled        *bool     `toml:"enabled"`
+	ReportInterval *Duration `toml:"report_interval"`
 }
 
 type rotation struct {
@@ -119,7 +125,21 @@ type Config struct {
 	Rotation Rotation
 	// Renewal configures renewal without a job.
 	Renewal Renewal
+	// Shadow configures the Device Shadow reports.
+	Shadow Shadow
 }
+
+// Shadow configures what thingd reports in its classic shadow ([shadow]).
+type Shadow struct {
+	// Enabled turns shadow reports and desired config on (default true).
+	Enabled bool
+	// ReportInterval is how often the full state is reported (default
+	// 5 min); the cloud may change it through desired.config.
+	ReportInterval time.Duration
+}
+
+// DefaultReportInterval is the shadow report interval by default.
+const DefaultReportInterval = 5 * time.Minute
 
 // Rotation configures certificate rotation ([rotation]).
 type Rotation struct {
@@ -393,6 +413,18 @@ func validateRotation(c *Config, f *file, bad func(key, format string, args ...a
 	}
 	if c.Renewal.CheckInterval < time.Second {
 		bad("renewal.check_interval", "%v is less than 1s", c.Renewal.CheckInterval)
+	}
+
+	sh := f.Shadow
+	if sh == nil {
+		sh = &shadowT{}
+	}
+	c.Shadow = Shadow{Enabled: true, ReportInterval: durationOr(sh.ReportInterval, DefaultReportInterval)}
+	if sh.Enabled != nil {
+		c.Shadow.Enabled = *sh.Enabled
+	}
+	if c.Shadow.ReportInterval < 10*time.Second || c.Shadow.ReportInterval > 24*time.Hour {
+		bad("shadow.report_interval", "%v is not between 10s and 24h", c.Shadow.ReportInterval)
 	}
 }
 

@@ -144,6 +144,8 @@ func (r *Rotator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-r.kick:
+			t.Stop()
 		case <-t.C:
 		}
 	}
@@ -214,11 +216,16 @@ func (r *Rotator) checkRenewal(ctx context.Context) time.Duration {
 		return r.cfg.CheckInterval
 	}
 	now := r.now()
-	d := r.cfg.Window.Decide(cur.Leaf.NotBefore, cur.Leaf.NotAfter, now, r.cfg.BuildTime,
+	d := r.window().Decide(cur.Leaf.NotBefore, cur.Leaf.NotAfter, now, r.cfg.BuildTime,
 		DeviceJitter(r.cfg.ThingName, identity.SerialHex(cur.Leaf)))
 	r.mu.Lock()
+	changed := !r.renewAt.Equal(d.At) || r.note != d.Reason
 	r.renewAt, r.note = d.At, d.Reason
+	st := r.statusLocked()
 	r.mu.Unlock()
+	if changed && r.deps.OnChange != nil {
+		r.deps.OnChange(st)
+	}
 	if !d.Due {
 		if d.At.IsZero() {
 			return r.cfg.CheckInterval

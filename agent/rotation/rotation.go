@@ -112,7 +112,8 @@ type Rotator struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	sem chan struct{} // one rotation at a time
+	sem  chan struct{} // one rotation at a time
+	kick chan struct{} // wakes the renewal loop (settings changed)
 
 	mu      sync.Mutex
 	rec     Record
@@ -148,7 +149,29 @@ func New(cfg Config, deps Deps) (*Rotator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Rotator{cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, sem: make(chan struct{}, 1), rec: rec}, nil
+	return &Rotator{cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, sem: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), rec: rec}, nil
+}
+
+// StateDir is the state directory the rotation keeps its journal in.
+func (r *Rotator) StateDir() string { return r.cfg.StateDir }
+
+// SetWindow changes the renewal window (desired config from the shadow);
+// the renewal loop re-checks at once.
+func (r *Rotator) SetWindow(w Window) {
+	r.mu.Lock()
+	r.cfg.Window = w
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Rotator) window() Window {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg.Window
 }
 
 // Status returns the rotation status.

@@ -24,6 +24,7 @@ import (
 	"github.com/thingd/thingd/sim/jobs"
 	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
+	"github.com/thingd/thingd/sim/shadow"
 	"github.com/thingd/thingd/sim/simtest"
 )
 
@@ -76,12 +77,17 @@ func newServer(t *testing.T) (*httptest.Server, *fakeBroker, *registry.Registry)
 		t.Fatal(err)
 	}
 	t.Cleanup(js.Close)
+	sh, err := shadow.New(shadow.Options{Registry: reg, Publish: fb.Publish, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sh.Close)
 	prov, err := provision.New(provision.Options{Registry: reg, CA: authority, Disconnect: fb.DisconnectCertificate, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prov.Close)
-	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Jobs: js, Provisioning: prov, Token: token, Now: clock})
+	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Jobs: js, Shadow: sh, Provisioning: prov, Token: token, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +147,7 @@ func TestGolden(t *testing.T) {
 		name, method, path string
 		header             map[string]string
 		body               any
+		raw                string // body sent as is
 		noAuth             bool
 	}
 	run := func(n int, s step) {
@@ -149,6 +156,8 @@ func TestGolden(t *testing.T) {
 		if s.body != nil {
 			data, _ := json.Marshal(s.body)
 			rd = strings.NewReader(string(data))
+		} else if s.raw != "" {
+			rd = strings.NewReader(s.raw)
 		}
 		req, err := http.NewRequest(s.method, srv.URL+s.path, rd)
 		if err != nil {
@@ -267,6 +276,26 @@ func TestGolden(t *testing.T) {
 		{name: "set-faults", method: "PUT", path: "/thingsim/faults", body: provision.Faults{CreateFromCSR: provision.Fault{Kind: provision.CSROtherKey, Count: 2}, RegisterThing: provision.Fault{Kind: provision.RegisterReject, Message: "no"}}},
 		{name: "set-faults-bad-kind", method: "PUT", path: "/thingsim/faults", body: map[string]any{"createFromCsr": map[string]any{"kind": "explode"}}},
 		{name: "clear-faults", method: "PUT", path: "/thingsim/faults", body: provision.Faults{}},
+
+		{name: "get-thing-shadow-missing", method: "GET", path: "/things/dev2/shadow"},
+		{name: "update-thing-shadow", method: "POST", path: "/things/dev2/shadow", raw: `{"state":{"desired":{"interval":60,"tags":["a","b"]},"reported":{"interval":30}},"clientToken":"c1"}`},
+		{name: "update-thing-shadow-named", method: "POST", path: "/things/dev2/shadow?name=cfg", raw: `{"state":{"reported":{"mode":"eco"}},"version":0}`},
+		{name: "update-thing-shadow-named-2", method: "POST", path: "/things/dev2/shadow?name=alpha", raw: `{"state":{"desired":{"on":true}}}`},
+		{name: "get-thing-shadow", method: "GET", path: "/things/dev2/shadow"},
+		{name: "get-thing-shadow-named", method: "GET", path: "/things/dev2/shadow?name=cfg"},
+		{name: "update-thing-shadow-version-conflict", method: "POST", path: "/things/dev2/shadow", raw: `{"state":{"reported":{"interval":60}},"version":5}`},
+		{name: "update-thing-shadow-bad-json", method: "POST", path: "/things/dev2/shadow", raw: `{"state":`},
+		{name: "update-thing-shadow-missing-state", method: "POST", path: "/things/dev2/shadow", raw: `{"clientToken":"c2"}`},
+		{name: "update-thing-shadow-too-large", method: "POST", path: "/things/dev2/shadow", raw: `{"state":{"desired":{"blob":"` + strings.Repeat("x", 8192) + `"}}}`},
+		{name: "update-thing-shadow-bad-name", method: "POST", path: "/things/dev2/shadow?name=bad.name", raw: `{"state":{}}`},
+		{name: "list-named-shadows-for-thing", method: "GET", path: "/api/things/shadow/ListNamedShadowsForThing/dev2"},
+		{name: "list-named-shadows-for-thing-page", method: "GET", path: "/api/things/shadow/ListNamedShadowsForThing/dev2?pageSize=1"},
+		{name: "list-named-shadows-for-thing-next", method: "GET", path: "/api/things/shadow/ListNamedShadowsForThing/dev2?pageSize=1&nextToken=alpha"},
+		{name: "list-named-shadows-for-thing-bad-page", method: "GET", path: "/api/things/shadow/ListNamedShadowsForThing/dev2?pageSize=0"},
+		{name: "delete-thing-shadow", method: "DELETE", path: "/things/dev2/shadow"},
+		{name: "delete-thing-shadow-again", method: "DELETE", path: "/things/dev2/shadow"},
+		{name: "get-thing-shadow-deleted", method: "GET", path: "/things/dev2/shadow"},
+		{name: "update-thing-shadow-after-delete", method: "POST", path: "/things/dev2/shadow", raw: `{"state":{"reported":{"interval":60}},"version":1}`},
 	}
 	for i, s := range steps {
 		s.path = strings.ReplaceAll(s.path, "CERTID", certID)
@@ -278,8 +307,11 @@ func TestGolden(t *testing.T) {
 	if diff := cmp.Diff([]string{certID, certID}, fb.disconnected); diff != "" {
 		t.Errorf("DisconnectCertificate calls (-want +got):\n%s", diff)
 	}
-	// Jobs published their notifications and events through the broker.
-	for _, topic := range []string{"$aws/things/dev2/jobs/notify-next", "$aws/events/jobExecution/job1/canceled", "$aws/events/job/job1/canceled", "$aws/events/jobExecution/job2/removed"} {
+	// Jobs published their notifications and events through the broker, and
+	// the shadow service its messages.
+	for _, topic := range []string{"$aws/things/dev2/jobs/notify-next", "$aws/events/jobExecution/job1/canceled", "$aws/events/job/job1/canceled", "$aws/events/jobExecution/job2/removed",
+		"$aws/things/dev2/shadow/update/accepted", "$aws/things/dev2/shadow/update/delta", "$aws/things/dev2/shadow/update/documents",
+		"$aws/things/dev2/shadow/name/cfg/update/accepted", "$aws/things/dev2/shadow/delete/accepted"} {
 		if !slices.Contains(fb.published, topic) {
 			t.Errorf("nothing published on %s; published: %q", topic, fb.published)
 		}

@@ -47,9 +47,12 @@ func NewClient(addr, token string, httpClient *http.Client) *Client {
 }
 
 // do sends a request and decodes a JSON response into out (if non-nil).
+// A []byte body is sent as is, anything else encoded as JSON.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, header http.Header, body, out any) error {
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.([]byte); ok { // sent as is
+		rd = bytes.NewReader(raw)
+	} else if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("api: encode %s %s request: %w", method, path, err)
@@ -342,4 +345,36 @@ func filters(pairs ...string) url.Values {
 		}
 	}
 	return q
+}
+
+func shadowPath(thing string) string { return "/things/" + url.PathEscape(thing) + "/shadow" }
+
+// GetThingShadow returns a shadow (GET /things/{thingName}/shadow?name=);
+// name "" is the classic shadow.
+func (c *Client) GetThingShadow(ctx context.Context, thing, name string) (ShadowDocument, error) {
+	return call[ShadowDocument](ctx, c, http.MethodGet, shadowPath(thing), filters("name", name), nil)
+}
+
+// UpdateThingShadow sends an update request, e.g. {"state":{"desired":{...}}},
+// to a shadow (POST /things/{thingName}/shadow?name=), which publishes
+// update/accepted, delta and documents as an update over MQTT does. The
+// payload is sent as is.
+func (c *Client) UpdateThingShadow(ctx context.Context, thing, name string, payload []byte) (ShadowDocument, error) {
+	return call[ShadowDocument](ctx, c, http.MethodPost, shadowPath(thing), filters("name", name), payload)
+}
+
+// DeleteThingShadow deletes a shadow (DELETE /things/{thingName}/shadow?name=).
+func (c *Client) DeleteThingShadow(ctx context.Context, thing, name string) (DeleteThingShadowResponse, error) {
+	return call[DeleteThingShadowResponse](ctx, c, http.MethodDelete, shadowPath(thing), filters("name", name), nil)
+}
+
+// ListNamedShadowsForThing lists a thing's named shadows (GET
+// /api/things/shadow/ListNamedShadowsForThing/{thingName}), from nextToken
+// on ("" for the first page); pageSize 0 means the largest page (100).
+func (c *Client) ListNamedShadowsForThing(ctx context.Context, thing, nextToken string, pageSize int) (ListNamedShadowsForThingResponse, error) {
+	q := filters("nextToken", nextToken)
+	if pageSize != 0 {
+		q.Set("pageSize", strconv.Itoa(pageSize))
+	}
+	return call[ListNamedShadowsForThingResponse](ctx, c, http.MethodGet, "/api/things/shadow/ListNamedShadowsForThing/"+url.PathEscape(thing), q, nil)
 }

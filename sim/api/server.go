@@ -17,6 +17,7 @@ import (
 	"github.com/thingd/thingd/sim/jobs"
 	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/registry"
+	"github.com/thingd/thingd/sim/shadow"
 )
 
 // Connections is what the API needs from the broker.
@@ -34,6 +35,8 @@ type Options struct {
 	Broker   Connections
 	// Jobs is the Jobs service behind the job and thing group operations.
 	Jobs *jobs.Service
+	// Shadow is the Device Shadow service behind the shadow operations.
+	Shadow *shadow.Service
 	// Provisioning holds the provisioning faults of /thingsim/faults.
 	Provisioning *provision.Service
 	// Token is the bearer token every request must carry.
@@ -55,8 +58,8 @@ type handler struct {
 
 // NewHandler returns the admin API as an http.Handler.
 func NewHandler(opts Options) (http.Handler, error) {
-	if opts.Registry == nil || opts.CA == nil || opts.Broker == nil || opts.Jobs == nil || opts.Provisioning == nil {
-		return nil, errors.New("api: Registry, CA, Broker, Jobs and Provisioning are required")
+	if opts.Registry == nil || opts.CA == nil || opts.Broker == nil || opts.Jobs == nil || opts.Shadow == nil || opts.Provisioning == nil {
+		return nil, errors.New("api: Registry, CA, Broker, Jobs, Shadow and Provisioning are required")
 	}
 	if opts.DefaultValidity <= 0 {
 		opts.DefaultValidity = DefaultValidityDays * 24 * time.Hour
@@ -103,6 +106,11 @@ func NewHandler(opts Options) (http.Handler, error) {
 		"PUT /thing-groups/removeThingFromThingGroup": h.removeThingFromThingGroup,
 		"GET /thingsim/faults":                        h.getFaults,
 		"PUT /thingsim/faults":                        h.setFaults,
+
+		"GET /things/{thingName}/shadow":                              h.getThingShadow,
+		"POST /things/{thingName}/shadow":                             h.updateThingShadow,
+		"DELETE /things/{thingName}/shadow":                           h.deleteThingShadow,
+		"GET /api/things/shadow/ListNamedShadowsForThing/{thingName}": h.listNamedShadowsForThing,
 	}
 	for pattern, fn := range routes {
 		h.mux.HandleFunc(pattern, h.wrap(fn))
@@ -173,6 +181,10 @@ func toAPIError(err error) *Error {
 		return &Error{StatusCode: http.StatusNotAcceptable, Type: ErrCertificateState, Message: err.Error()}
 	case errors.Is(err, jobs.ErrInvalidStateTransition):
 		return &Error{StatusCode: http.StatusConflict, Type: ErrInvalidStateTransition, Message: err.Error()}
+	}
+	var se *shadow.Error
+	if errors.As(err, &se) {
+		return &Error{StatusCode: se.Code, Type: shadowErrorType(se.Code), Message: se.Message}
 	}
 	return &Error{StatusCode: http.StatusInternalServerError, Type: ErrInternalFailure, Message: err.Error()}
 }

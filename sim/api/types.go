@@ -7,8 +7,12 @@
 // CreateJob, DescribeJob, GetJobDocument, ListJobs, CancelJob,
 // DescribeJobExecution, ListJobExecutionsForThing, ListJobExecutionsForJob;
 // thing groups: CreateThingGroup, DescribeThingGroup, ListThingGroups,
-// ListThingsInThingGroup, AddThingToThingGroup, RemoveThingFromThingGroup),
-// so AWS SDK clients can later be pointed at thingsim. Job targets are thing
+// ListThingsInThingGroup, AddThingToThingGroup, RemoveThingFromThingGroup;
+// the Device Shadow data plane: GetThingShadow, UpdateThingShadow and
+// DeleteThingShadow on /things/{thingName}/shadow?name=, and
+// ListNamedShadowsForThing on
+// /api/things/shadow/ListNamedShadowsForThing/{thingName}), so AWS SDK
+// clients can later be pointed at thingsim. Job targets are thing
 // and thing group ARNs; documentSource (S3), nested groups, rollout and abort
 // configurations are not supported. Errors use the AWS shape: the
 // HTTP status, an x-amzn-ErrorType header and {"message": "..."}.
@@ -22,7 +26,12 @@
 // Every request needs "Authorization: Bearer TOKEN" (401
 // UnauthorizedException otherwise). Timestamps in AWS shapes are epoch
 // seconds (JSON numbers with millisecond fractions), as in AWS's REST JSON
-// protocol; the /thingsim/ endpoints use RFC 3339 strings.
+// protocol, whole seconds in shadow documents; the /thingsim/ endpoints use
+// RFC 3339 strings. Shadow refusals carry the shadow service's message with
+// the status's AWS type (400 InvalidRequestException, 404
+// ResourceNotFoundException, 409 ConflictException, 413
+// RequestEntityTooLargeException, 415
+// UnsupportedDocumentEncodingException).
 package api
 
 import (

@@ -26,17 +26,20 @@
 //     CLIENT_ERROR. A subscription filter over the limits is refused in its
 //     SUBACK (0x80) instead.
 //   - Clients may not publish to $aws/events/ (the broker's own events), and
-//     may use the $aws/things/{thingName}/jobs/ topics of their own thing
-//     only (ClientID = thingName): another thing's are refused on publish
+//     may use the $aws/things/{thingName}/jobs/ and .../shadow/ topics of
+//     their own thing only (ClientID = thingName): another thing's are
+//     refused on publish
 //     (mochi then disconnects an MQTT 3 client publishing at QoS 1, as AWS
 //     does on a policy denial), on subscribe (SUBACK 0x80) and on delivery.
 //     Everything else is allowed until the policy engine exists.
-//   - Requests to the simulator's services (Jobs, provisioning) are PUBLISH
-//     packets that [Options.OnRequest] claims in OnPublish. They are
-//     acknowledged but not delivered to subscribers, and the service answers
-//     through [Request.Reply], which writes the reply straight onto the
-//     requesting connection (QoS 0), whether or not it subscribed: AWS sends
-//     accepted/rejected replies only to the requester, and even unsolicited.
+//   - Requests to the simulator's services (Jobs, Shadow, provisioning) are
+//     PUBLISH packets that [Options.OnRequest] claims in OnPublish. They are
+//     acknowledged but not delivered to subscribers. Jobs and provisioning
+//     answer through [Request.Reply], which writes the reply straight onto
+//     the requesting connection (QoS 0), whether or not it subscribed: AWS
+//     sends those accepted/rejected replies only to the requester, and even
+//     unsolicited. Shadow replies go to the reply topics' subscribers
+//     ([Broker.Publish]), as on AWS.
 package broker
 
 import (

@@ -251,8 +251,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // ThingOfReservedTopic returns the thing name of a topic (or filter) under a
-// thing's reserved Jobs namespace, $aws/things/{thingName}/jobs/..., which
-// only a client whose ClientID is that thing name may use.
+// thing's reserved Jobs or Shadow namespace, $aws/things/{thingName}/jobs/...
+// or $aws/things/{thingName}/shadow/..., which only a client whose ClientID
+// is that thing name may use.
 func ThingOfReservedTopic(topic string) (thing string, ok bool) {
 	rest, ok := strings.CutPrefix(topic, "$aws/things/")
 	if !ok {
@@ -264,7 +265,7 @@ func ThingOfReservedTopic(topic string) (thing string, ok bool) {
 	}
 	service, _, _ := strings.Cut(rest, "/")
 	switch service {
-	case "jobs", "#", "+":
+	case "jobs", "shadow", "#", "+":
 		return thing, true
 	}
 	return "", false

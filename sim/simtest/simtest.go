@@ -9,6 +9,8 @@
 //	s.CreateJob(t, "rotate-1", "dev1", `{"operation":"rotate-certificate"}`)
 //	ex := s.WaitJobExecution(t, "dev1", "rotate-1", "SUCCEEDED", time.Minute)
 //	s.WaitCertificateStatus(t, ex.StatusDetails.DetailsMap["oldCertificateId"], "INACTIVE", 5*time.Second)
+//	s.UpdateDesired(t, "dev1", "", `{"config":{"logLevel":"debug"}}`) // classic shadow ("" name)
+//	s.WaitReported(t, "dev1", "", 5*time.Second, func(r map[string]any) bool { return r["config"] != nil })
 //
 // The helpers fail the test (t.Fatal) on any error; the cloud-side ones go
 // through the admin API, as the thingsim CLI does.

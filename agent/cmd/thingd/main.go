@@ -193,10 +193,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	logger.Info("thingd starting", "version", agent.Version, "thing", cfg.ThingName, "endpoint", cfg.Endpoint,
 		"key", cfg.Key.Redacted(), "config", cfg.Path)
-	return agent.Run(ctx, cfg, agent.Options{Logger: logger})
+	return agent.Run(ctx, cfg, agent.Options{Logger: logger, LogLevel: level})
 }
 
 func statusCmd(args []string, stdout, stderr io.Writer) error {

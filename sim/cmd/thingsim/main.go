@@ -11,6 +11,9 @@
 //	thingsim job create --thing T|--group G --document FILE [--job-id ID] [--continuous] [--description D]
 //	thingsim job describe ID [--thing T] | list | cancel ID [--force]
 //	thingsim group create G | add G --thing T | remove G --thing T | list
+//	thingsim shadow get|delete --thing T [--name N]
+//	thingsim shadow update --thing T [--name N] [--desired JSON] [--reported JSON]
+//	thingsim shadow list --thing T
 //	thingsim faults [--set JSON | --clear]
 //	thingsim clients [--json]
 //
@@ -48,6 +51,9 @@ const usage = `usage:
   thingsim job create --thing THING|--group GROUP --document FILE [--job-id ID] [--continuous] [--description TEXT]
   thingsim job describe ID [--thing THING] | list | cancel ID [--force]
   thingsim group create GROUP | add GROUP --thing THING | remove GROUP --thing THING | list
+  thingsim shadow get|delete --thing THING [--name SHADOW]
+  thingsim shadow update --thing THING [--name SHADOW] [--desired JSON] [--reported JSON]
+  thingsim shadow list --thing THING
   thingsim faults [--set JSON | --clear]
   thingsim clients [--json]
 every command but serve takes --dir DIR and --api ADDR
@@ -90,7 +96,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cmd, rest := args[0], args[1:]
 	sub := ""
-	if (cmd == "thing" || cmd == "cert" || cmd == "job" || cmd == "group") && len(rest) > 0 {
+	if (cmd == "thing" || cmd == "cert" || cmd == "job" || cmd == "group" || cmd == "shadow") && len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
 	switch cmd + " " + sub {
@@ -104,6 +110,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return jobCmd(ctx, sub, rest, stdout, stderr)
 	case "group create", "group add", "group remove", "group list":
 		return groupCmd(ctx, sub, rest, stdout, stderr)
+	case "shadow get", "shadow update", "shadow delete", "shadow list":
+		return shadowCmd(ctx, sub, rest, stdout, stderr)
 	case "faults ":
 		return faultsCmd(ctx, rest, stdout, stderr)
 	case "clients ":
