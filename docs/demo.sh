@@ -19,6 +19,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# show_reported prints state.reported of a shadow document (JSON on stdin).
+show_reported() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["state"]["reported"], indent=2, sort_keys=True))'
+  else cat; fi
+}
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local t=$1 what=$2; shift 2
@@ -74,6 +80,10 @@ step "thingsim's view: live connections"
 step "thingd's view: thingd status"
 "$THINGD" status --config "$WORK/thingd.toml"
 
+step "The device's reported shadow (identity, rotation, effective config) before rotation"
+wait_for 20 "the first shadow report" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q certificateId"
+"$THINGSIM" shadow get --thing "$THING" --dir "$WORK/sim" | show_reported
+
 step "Rotate the certificate with an AWS IoT Job (new key in the token's other slot, CSR, register, verify, commit)"
 OLD_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
 OLD_ID=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"certificateId": *"\([^"]*\)".*/\1/p' | head -1)
@@ -83,9 +93,14 @@ wait_for 60 "the rotation job to succeed" sh -c "'$THINGSIM' job describe rotate
 "$THINGSIM" job describe rotate-1 --thing "$THING" --dir "$WORK/sim"
 wait_for 30 "thingd to clean up the old key" grep -q "old key deleted" "$WORK/thingd.log"
 NEW_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
+NEW_ID=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"certificateId": *"\([^"]*\)".*/\1/p' | head -1)
 echo "old certificate serial: $OLD_SERIAL"
 echo "new certificate serial: $NEW_SERIAL"
 "$THINGD" status --config "$WORK/thingd.toml"
+
+step "The reported shadow after rotation (new certificate, last rotation)"
+wait_for 20 "the shadow to show the new certificate" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q '$NEW_ID'"
+"$THINGSIM" shadow get --thing "$THING" --dir "$WORK/sim" | show_reported
 
 step "thingsim deactivates the old certificate after the grace period"
 wait_for 90 "the old certificate to be INACTIVE" sh -c "'$THINGSIM' cert describe --id '$OLD_ID' --dir '$WORK/sim' | grep -q INACTIVE"
