@@ -170,14 +170,12 @@ func (c *Client) handleReply(t Topic, topic string, payload []byte) {
 	if t.Kind == KindAccepted {
 		c.version = max(c.version, head.Version)
 	}
-	req := c.waiting[head.ClientToken]
-	if req == nil || req.op != t.Operation {
-		c.mu.Unlock()
+	req := c.claimLocked(head.ClientToken, t.Operation)
+	c.mu.Unlock()
+	if req == nil {
 		c.log.Debug("shadow: a reply nobody here waits for (another client's, or expired)", "topic", topic, "client_token", head.ClientToken)
 		return
 	}
-	delete(c.waiting, head.ClientToken)
-	c.mu.Unlock()
 	req.reply <- reply{kind: t.Kind, topic: topic, payload: payload}
 }
 
@@ -235,9 +233,8 @@ func (c *Client) Get(ctx context.Context) (*Document, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shadow: get of %s: %w", c.name(), err)
 	}
-	c.mu.Lock()
-	c.version = max(c.version, doc.Version)
-	c.mu.Unlock()
+	// handleReply has noted the version. The document is as new as a delta
+	// of its version: its delta section (if any) supersedes older deltas.
 	if doc.State.Delta != nil && string(doc.State.Delta) != "null" {
 		c.offerDelta(Delta{State: doc.State.Delta, Version: doc.Version, Timestamp: doc.Timestamp, ClientToken: doc.ClientToken})
 	} else {
@@ -343,17 +340,8 @@ func (c *Client) roundTrip(ctx context.Context, op Operation, token string, body
 	if err != nil {
 		return nil, fmt.Errorf("shadow: %s: encode the request: %w", what, err)
 	}
-	// Wait for the reply before publishing: it may come before Publish
-	// returns.
-	req := &request{op: op, reply: make(chan reply, 1)}
-	c.mu.Lock()
-	c.waiting[token] = req
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.waiting, token)
-		c.mu.Unlock()
-	}()
+	replies := c.await(token, op) // before publishing: the reply may come before Publish returns
+	defer c.forget(token)
 	c.log.Debug("shadow: request", "topic", topic, "client_token", token)
 	if err := c.m.Publish(ctx, topic, qos, payload); err != nil {
 		return nil, fmt.Errorf("shadow: %s: publish %s: %w", what, topic, err)
@@ -362,7 +350,7 @@ func (c *Client) roundTrip(ctx context.Context, op Operation, token string, body
 	defer deadline.Stop()
 	var r reply
 	select {
-	case r = <-req.reply:
+	case r = <-replies:
 	case <-deadline.C:
 		return nil, fmt.Errorf("shadow: no reply to %s in %s", topic, c.timeout)
 	case <-ctx.Done():
@@ -377,4 +365,33 @@ func (c *Client) roundTrip(ctx context.Context, op Operation, token string, body
 	}
 	rej.Operation, rej.ThingName, rej.ShadowName = op, c.thing, c.shadow
 	return nil, rej
+}
+
+// await registers a request of op waiting for the reply with token and
+// returns where that reply will be sent.
+func (c *Client) await(token string, op Operation) <-chan reply {
+	req := &request{op: op, reply: make(chan reply, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting[token] = req
+	return req.reply
+}
+
+// claimLocked takes the request of op waiting for the reply with token
+// off the waiting list; nil if there is none. The caller then owns its
+// reply channel.
+func (c *Client) claimLocked(token string, op Operation) *request {
+	req := c.waiting[token]
+	if req == nil || req.op != op {
+		return nil
+	}
+	delete(c.waiting, token)
+	return req
+}
+
+// forget stops waiting for the reply with token.
+func (c *Client) forget(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.waiting, token)
 }

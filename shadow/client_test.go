@@ -445,7 +445,9 @@ func TestClientFailures(t *testing.T) {
 		{
 			name: "reply on another thing's topic",
 			setup: func(f *fakeService, _ string) {
-				f.rewrite = func(m fakeMsg) []fakeMsg { return []fakeMsg{{strings.Replace(m.topic, "/gw-1/", "/gw-2/", 1), m.payload}} }
+				f.rewrite = func(m fakeMsg) []fakeMsg {
+					return []fakeMsg{{strings.Replace(m.topic, "/gw-1/", "/gw-2/", 1), m.payload}}
+				}
 			},
 			wantErr:  "shadow: no reply to TOPIC in 30s",
 			wantWait: 30 * time.Second,
@@ -464,7 +466,9 @@ func TestClientFailures(t *testing.T) {
 		{
 			name: "reply on another operation's topic",
 			setup: func(f *fakeService, _ string) {
-				f.rewrite = func(m fakeMsg) []fakeMsg { return []fakeMsg{{strings.Replace(m.topic, "/update/", "/get/", 1), m.payload}} }
+				f.rewrite = func(m fakeMsg) []fakeMsg {
+					return []fakeMsg{{strings.Replace(m.topic, "/update/", "/get/", 1), m.payload}}
+				}
 			},
 			wantErr:  "shadow: no reply to TOPIC in 30s",
 			wantWait: 30 * time.Second,

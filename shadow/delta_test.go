@@ -140,10 +140,14 @@ func TestDeltas(t *testing.T) {
 			name: "versions come from documents and anyone's accepted replies",
 			steps: []step{
 				{func(e *deltaEnv) { e.f.appUpdate(e.shadow, reported(`{"a":1}`)) }, ``},
-				{func(e *deltaEnv) { e.f.send(e.topic("/update/documents"), `{"previous":{"version":6},"current":{"version":7}}`) }, ``},
+				{func(e *deltaEnv) {
+					e.f.send(e.topic("/update/documents"), `{"previous":{"version":6},"current":{"version":7}}`)
+				}, ``},
 				{func(e *deltaEnv) { e.f.send(e.topic("/delete/accepted"), `{"version":6,"clientToken":"app"}`) }, ``},
 				{func(e *deltaEnv) { e.f.send(e.topic("/update/documents"), `{"previous":{"version":6}}`) }, ``},
-				{func(e *deltaEnv) { e.f.send(e.topic("/update/accepted"), `{"state":{},"version":8,"clientToken":"app"}`) }, ``},
+				{func(e *deltaEnv) {
+					e.f.send(e.topic("/update/accepted"), `{"state":{},"version":8,"clientToken":"app"}`)
+				}, ``},
 			},
 			wantVersion: 8,
 		},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -268,8 +269,7 @@ func (f *fakeService) handleLocked(topic string, payload []byte, fromDevice bool
 	size := 0
 	for _, v := range next {
 		if v != nil {
-			b, _ := json.Marshal(v)
-			size += len(b)
+			size += len(fakeJSON(v))
 		}
 	}
 	if size > 8192 {
@@ -298,18 +298,25 @@ func (f *fakeService) replyLocked(topic, token string, body map[string]any, from
 	return msgs
 }
 
-// publishLocked encodes a message of the service, with a timestamp and the
-// token of the request that caused it.
+// publishLocked makes a message of the service, stamped with the time and
+// with the token of the request that caused it (the service leaves out an
+// empty one).
 func (f *fakeService) publishLocked(topic, token string, body map[string]any) []fakeMsg {
-	body["timestamp"] = f.now()
+	stamped := maps.Clone(body)
+	stamped["timestamp"] = f.now()
 	if token != "" {
-		body["clientToken"] = token
+		stamped["clientToken"] = token
 	}
-	payload, err := json.Marshal(body)
+	return []fakeMsg{{topic: topic, payload: fakeJSON(stamped)}}
+}
+
+// fakeJSON encodes what the fake built itself, which always encodes.
+func fakeJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic(err)
+		panic(fmt.Sprintf("fake: encode %#v: %v", v, err))
 	}
-	return []fakeMsg{{topic: topic, payload: payload}}
+	return b
 }
 
 func fakeDecode(payload []byte, v any) error {
@@ -329,9 +336,8 @@ func fakeCopy(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	b, _ := json.Marshal(m)
 	var out map[string]any
-	if err := fakeDecodeNumbers(b, &out); err != nil {
+	if err := fakeDecodeNumbers(fakeJSON(m), &out); err != nil {
 		panic(err)
 	}
 	return out
@@ -483,8 +489,7 @@ func (f *fakeService) stored(shadowName string) (string, int64) {
 	if !sh.exists {
 		return "", sh.version
 	}
-	b, _ := json.Marshal(fakeSections(sh))
-	return string(b), sh.version
+	return string(fakeJSON(fakeSections(sh))), sh.version
 }
 
 // strayTopics returns the topics of the messages that matched no

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strings"
+	"slices"
 	"testing"
 )
 
@@ -155,11 +155,17 @@ func FuzzParseTopic(f *testing.F) {
 			}
 			return
 		}
+		// A parsed topic is rebuilt exactly, its names are valid (so hold
+		// no topic separator or wildcard), and a reply topic is one that
+		// Client.Start subscribes to.
 		if s := got.String(); s != topic {
 			t.Errorf("ParseTopic(%q).String() = %q", topic, s)
 		}
-		if strings.ContainsAny(got.ThingName+got.ShadowName, "/+#") {
-			t.Errorf("ParseTopic(%q) = %+v: a name holds a topic separator or wildcard", topic, got)
+		if ValidateThingName(got.ThingName) != nil || got.ShadowName != "" && ValidateShadowName(got.ShadowName) != nil {
+			t.Errorf("ParseTopic(%q) = %+v with an invalid name", topic, got)
+		}
+		if subscribed := slices.Contains(SubscriptionFilters(got.ThingName, got.ShadowName), topic); subscribed == (got.Kind == KindRequest) {
+			t.Errorf("ParseTopic(%q) = %+v, and Start subscribes to it: %v", topic, got, subscribed)
 		}
 	})
 }

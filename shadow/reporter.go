@@ -33,9 +33,10 @@ type ReporterOptions struct {
 //     for removed keys. Changes made while offline, while backing off or
 //     while a send is in flight are coalesced into one update.
 //   - Every update carries the version the Reporter's view of the cloud was
-//     read or accepted at. On a 409 conflict it reads the shadow (Get) and
-//     sends the difference from what the cloud has, rather than
-//     overwriting.
+//     read or accepted at (none if the shadow did not exist). On a 409
+//     conflict it reads the shadow (Get) and sends the difference from what
+//     the cloud has, rather than overwriting; after more than 3 conflicts
+//     in a row it waits RetryDelay first.
 //   - After every Connected call it reads the shadow once and sends what
 //     differs: the cloud may have lost or changed the reported state.
 //   - A failed or unanswered update is never lost: the patch is recomputed

@@ -44,21 +44,15 @@ func TestParseTopic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, err := ParseTopic(tt.topic)
-		if tt.wantErr != "" {
+		switch {
+		case tt.wantErr != "":
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrNotShadowTopic) {
 				t.Errorf("ParseTopic(%q) = %+v, %v; want an error wrapping ErrNotShadowTopic saying %q", tt.topic, got, err, tt.wantErr)
 			}
-			continue
-		}
-		if err != nil {
+		case err != nil:
 			t.Errorf("ParseTopic(%q): %v", tt.topic, err)
-			continue
-		}
-		if got != tt.want {
-			t.Errorf("ParseTopic(%q) = %+v, want %+v", tt.topic, got, tt.want)
-		}
-		if s := got.String(); s != tt.topic {
-			t.Errorf("ParseTopic(%q).String() = %q", tt.topic, s)
+		case got != tt.want || got.String() != tt.topic:
+			t.Errorf("ParseTopic(%q) = %+v (String %q), want %+v", tt.topic, got, got.String(), tt.want)
 		}
 	}
 }
