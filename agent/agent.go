@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/thingd/thingd/agent/mqttconn"
 	"github.com/thingd/thingd/agent/report"
 	"github.com/thingd/thingd/agent/rotation"
+	"github.com/thingd/thingd/agent/sdnotify"
 	"github.com/thingd/thingd/jobs"
 	"github.com/thingd/thingd/keystore"
 	"github.com/thingd/thingd/shadow"
@@ -73,8 +76,62 @@ type Options struct {
 	// and the certificate matches it (systemd READY=1).
 	OnReady func()
 	// LogLevel, if set, is the level of Logger; the shadow's
-	// desired.config.logLevel changes it live.
+	// desired.config.logLevel and a reload change it live.
 	LogLevel *slog.LevelVar
+	// Notifier, if set, gets READY=1, STATUS= lines and (with systemd's
+	// watchdog on) WATCHDOG=1 pings from the main loop.
+	Notifier *sdnotify.Notifier
+	// Reload delivers re-read configs (SIGHUP). Settings that can change
+	// live are applied; any other change makes Run return a *RestartError.
+	Reload <-chan *config.Config
+	// WedgeMainLoop is a test hook: once it is closed the main loop stops
+	// going round, as a deadlocked daemon would (the watchdog must notice).
+	WedgeMainLoop <-chan struct{}
+}
+
+// RestartError is returned by Run when a reloaded config changes what can
+// only be applied by starting over (thing, endpoint, CA, key, certificate,
+// state directory, backoff, rotation settings). The caller runs Run again
+// with Config.
+type RestartError struct {
+	Config  *config.Config
+	Changed []string
+}
+
+func (e *RestartError) Error() string {
+	return "agent: config changed (" + strings.Join(e.Changed, ", ") + "); restart required"
+}
+
+// restartNeeded lists the settings that differ between a and b and cannot
+// be applied to a running agent.
+func restartNeeded(a, b *config.Config) []string {
+	var changed []string
+	diff := func(name string, x, y any) {
+		if !reflect.DeepEqual(x, y) {
+			changed = append(changed, name)
+		}
+	}
+	uri := func(u *keystore.URI) string {
+		if u == nil {
+			return ""
+		}
+		return u.Secret()
+	}
+	diff("thing_name", a.ThingName, b.ThingName)
+	diff("endpoint", a.Endpoint, b.Endpoint)
+	diff("server_ca", a.ServerCAFile, b.ServerCAFile)
+	diff("state_dir", a.StateDir, b.StateDir)
+	diff("key", uri(a.Key), uri(b.Key))
+	diff("certificate", a.CertificateFile, b.CertificateFile)
+	diff("backoff", a.Backoff, b.Backoff)
+	diff("rotation.key_b", uri(a.Rotation.KeyB), uri(b.Rotation.KeyB))
+	diff("rotation.device_ca", a.Rotation.DeviceCAFile, b.Rotation.DeviceCAFile)
+	diff("rotation", [3]time.Duration{a.Rotation.VerifyTimeout, a.Rotation.ReplyTimeout, a.Rotation.ClockSkew},
+		[3]time.Duration{b.Rotation.VerifyTimeout, b.Rotation.ReplyTimeout, b.Rotation.ClockSkew})
+	diff("renewal.enabled", a.Renewal.Enabled, b.Renewal.Enabled)
+	diff("renewal.check_interval", a.Renewal.CheckInterval, b.Renewal.CheckInterval)
+	diff("shadow.enabled", a.Shadow.Enabled, b.Shadow.Enabled)
+	return changed
 }
 
 // Run is the daemon: it recovers an interrupted rotation, loads the
@@ -236,6 +293,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
+	if opts.Notifier != nil {
+		opts.Notifier.Ready()
+	}
 
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -244,9 +304,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if loop != nil {
 		wg.Go(func() { _ = loop.Run(rctx) })
 	}
-	err = conn.Run(ctx)
+	if opts.WedgeMainLoop == nil {
+		opts.WedgeMainLoop = testWedge
+	}
+	var restart *RestartError
+	wg.Go(func() {
+		restart = mainLoop(rctx, mainLoopDeps{cfg: cfg, opts: opts, log: log, conn: conn, rot: rot, holder: holder, shadow: loop})
+		if restart != nil {
+			stop()
+		}
+	})
+	err = conn.Run(rctx)
 	stop()
 	wg.Wait()
+	if restart != nil {
+		return restart
+	}
 	st.update(func(d *DaemonStatus) { d.Connection = conn.Status() })
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		log.Info("stopped")
@@ -440,6 +513,9 @@ func kindOf(u *keystore.URI) keystore.Kind {
 	return keystore.KindFile
 }
 
-// crashAfter is the rotation crash test hook; set only in builds with the
-// crashhook tag (crashhook.go).
-var crashAfter func(rotation.Step)
+// crashAfter is the rotation crash test hook and testWedge the main-loop
+// wedge hook; set only in builds with the crashhook tag (crashhook.go).
+var (
+	crashAfter func(rotation.Step)
+	testWedge  <-chan struct{}
+)

@@ -5,6 +5,7 @@ package agent
 import (
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/thingd/thingd/agent/rotation"
 )
@@ -14,7 +15,16 @@ import (
 // matrix test builds that binary; production builds have no such hook.
 const CrashHookEnv = "THINGD_TEST_CRASH_AFTER"
 
+// WedgeHookEnv, in a crashhook build, wedges the main loop this long after
+// start (a Go duration), for the systemd watchdog test.
+const WedgeHookEnv = "THINGD_TEST_WEDGE_AFTER"
+
 func init() {
+	if d, err := time.ParseDuration(os.Getenv(WedgeHookEnv)); err == nil {
+		ch := make(chan struct{})
+		time.AfterFunc(d, func() { close(ch) })
+		testWedge = ch
+	}
 	step := os.Getenv(CrashHookEnv)
 	if step == "" {
 		return

@@ -181,3 +181,11 @@ func (l *shadowLoop) Run(ctx context.Context) error {
 		timer.Reset(l.Settings().ReportInterval)
 	}
 }
+
+// SetLocal takes settings from a reloaded config file and reports them.
+func (l *shadowLoop) SetLocal(s report.Settings) {
+	l.mu.Lock()
+	l.settings = s
+	l.mu.Unlock()
+	l.Changed()
+}

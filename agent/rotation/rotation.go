@@ -193,8 +193,9 @@ func (r *Rotator) statusLocked() Status {
 func (r *Rotator) journal(j *Journal, step Step) error {
 	j.Step = step
 	j.UpdatedAt = r.now().UTC()
+	cp := *j // j is the caller's working copy; readers see only this snapshot
 	r.mu.Lock()
-	r.rec.Journal = j
+	r.rec.Journal = &cp
 	err := writeRecord(r.cfg.StateDir, r.rec)
 	st := r.statusLocked()
 	r.mu.Unlock()

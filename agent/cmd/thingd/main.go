@@ -4,6 +4,7 @@
 //
 //	thingd run --config FILE
 //	thingd status --config FILE [--json]
+//	thingd version
 //	thingd key generate --key URI [--algorithm ecdsa-p256]
 //	thingd key csr --key URI --thing NAME
 //	thingd key info --key URI [--json]
@@ -20,18 +21,21 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/thingd/thingd/agent"
 	"github.com/thingd/thingd/agent/config"
 	"github.com/thingd/thingd/agent/keys"
+	"github.com/thingd/thingd/agent/sdnotify"
 	"github.com/thingd/thingd/keystore"
 )
 
 const usage = `usage:
   thingd run    --config FILE                     run the agent (systemd service)
   thingd status --config FILE [--json]          identity, key store, daemon connection state
+  thingd version                                  version, build time, platform
   thingd key generate --key URI [--algorithm ecdsa-p256|ecdsa-p384|rsa-2048|rsa-3072]
   thingd key csr      --key URI --thing NAME      (PEM CSR on stdout)
   thingd key info     --key URI [--json]
@@ -68,6 +72,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCmd(ctx, args[1:], stderr)
 	case "status":
 		return statusCmd(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "thingd %s (built %s, %s/%s, %s)\n", agent.Version, agent.BuildTime().UTC().Format(time.RFC3339),
+			runtime.GOOS, runtime.GOARCH, runtime.Version())
+		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -196,9 +204,49 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	level := new(slog.LevelVar)
 	level.Set(cfg.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	logger.Info("thingd starting", "version", agent.Version, "thing", cfg.ThingName, "endpoint", cfg.Endpoint,
-		"key", cfg.Key.Redacted(), "config", cfg.Path)
-	return agent.Run(ctx, cfg, agent.Options{Logger: logger, LogLevel: level})
+	notifier := sdnotify.New(logger.With("component", "systemd"))
+
+	// SIGHUP re-reads the config; a config that does not load is logged and
+	// the running one kept.
+	reload := make(chan *config.Config, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			notifier.Reloading()
+			next, err := config.Load(cfg.Path)
+			if err != nil {
+				logger.Error("reload: config not loaded; keeping the running one", "err", err)
+				notifier.Ready()
+				continue
+			}
+			select {
+			case <-reload: // a newer file replaces an unapplied one
+			default:
+			}
+			reload <- next
+		}
+	}()
+
+	for {
+		logger.Info("thingd starting", "version", agent.Version, "thing", cfg.ThingName, "endpoint", cfg.Endpoint,
+			"key", cfg.Key.Redacted(), "config", cfg.Path)
+		err := agent.Run(ctx, cfg, agent.Options{Logger: logger, LogLevel: level, Notifier: notifier, Reload: reload})
+		var restart *agent.RestartError
+		if !errors.As(err, &restart) {
+			notifier.Stopping()
+			return err
+		}
+		logger.Info("reload: restarting with the new config", "changed", restart.Changed)
+		cfg = restart.Config
+		level.Set(cfg.LogLevel)
+	}
 }
 
 func statusCmd(args []string, stdout, stderr io.Writer) error {
