@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/thingd/thingd/sim"
 	"github.com/thingd/thingd/sim/simtest"
@@ -201,21 +199,5 @@ func (tr *transcript) check(t *testing.T, name string) {
 	for i := 0; i < len(tr.placeholders); i += 2 {
 		got = strings.ReplaceAll(got, tr.placeholders[i], tr.placeholders[i+1])
 	}
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
+	simtest.Golden(t, filepath.Join("testdata", name+".golden"), got, *update)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/thingd/thingd/sim/api"
+	"github.com/thingd/thingd/sim/audit"
 	"github.com/thingd/thingd/sim/broker"
 	"github.com/thingd/thingd/sim/ca"
 	"github.com/thingd/thingd/sim/jobs"
@@ -77,6 +78,17 @@ type Options struct {
 	// the state object counting as level 1; zero means
 	// shadow.DefaultMaxDepth (6).
 	ShadowMaxDepth int
+	// DefaultPolicy is the policy attached to the certificates the
+	// simulator issues (admin API CreateCertificateFromCsr, hence
+	// IssueThingCertificate and `thingsim cert create`) and registers
+	// (RegisterCertificate): "" means the built-in least-privilege
+	// thingd-device, NoDefaultPolicy none. Certificates from RegisterThing
+	// get the policies of the caller's certificate instead.
+	DefaultPolicy string
+	// StrictLifecycleEvents makes reading $aws/events/presence/ need
+	// iot:Subscribe and iot:Receive, as on AWS; by default every admitted
+	// client may read the lifecycle events.
+	StrictLifecycleEvents bool
 }
 
 // Faults are the provisioning faults a test can inject (see package
@@ -102,11 +114,14 @@ type Server struct {
 	jobs   *jobs.Service
 	shadow *shadow.Service
 	prov   *provision.Service
+	audit  *audit.Service
 	http   *http.Server
 	apiLn  net.Listener
 	token  string
 	client *api.Client
-	now    func() time.Time
+
+	defaultPolicies []string // attached to issued certificates
+	now             func() time.Time
 
 	serveErr  chan error
 	closeOnce sync.Once
@@ -156,11 +171,15 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if s.reg, err = registry.Open(filepath.Join(dir, DatabaseFile)); err != nil {
 		return nil, fmt.Errorf("sim: %w (is another thingsim using %s?)", err, dir)
 	}
+	if err := s.ensurePolicies(opts); err != nil {
+		return nil, err
+	}
 	if err := s.startServices(ctx, opts); err != nil {
 		return nil, err
 	}
 	h, err := api.NewHandler(api.Options{
-		Registry: s.reg, CA: s.ca, Broker: s.broker, Jobs: s.jobs, Shadow: s.shadow, Provisioning: s.prov, Token: s.token,
+		Registry: s.reg, CA: s.ca, Broker: s.broker, Jobs: s.jobs, Shadow: s.shadow, Provisioning: s.prov, Audit: s.audit, Token: s.token,
+		Authorizer: s.broker.Authorizer(), DefaultPolicies: s.defaultPolicies,
 		Logger: log.With("component", "api"), Now: now, DefaultValidity: opts.DeviceCertValidity,
 	})
 	if err != nil {
@@ -190,13 +209,14 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 // stored timers.
 func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 	s.broker, err = broker.New(broker.Options{
-		Addr:           opts.MQTTAddr,
-		ServerCert:     s.ca.ServerCertificate(),
-		Roots:          []*x509.Certificate{s.ca.Certificate()},
-		Registry:       s.reg,
-		Logger:         s.log.With("component", "broker"),
-		ConnectTimeout: opts.ConnectTimeout,
-		Now:            s.now,
+		Addr:                  opts.MQTTAddr,
+		ServerCert:            s.ca.ServerCertificate(),
+		Roots:                 []*x509.Certificate{s.ca.Certificate()},
+		Registry:              s.reg,
+		Logger:                s.log.With("component", "broker"),
+		ConnectTimeout:        opts.ConnectTimeout,
+		Now:                   s.now,
+		StrictLifecycleEvents: opts.StrictLifecycleEvents,
 		OnRequest: func(r *broker.Request) bool {
 			return s.jobs.HandleRequest(r) || s.shadow.HandleRequest(r) || s.prov.HandleRequest(r)
 		},
@@ -233,6 +253,9 @@ func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
+	if s.audit, err = s.newAudit(); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
 	if err := s.broker.Listen(ctx); err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
@@ -240,6 +263,9 @@ func (s *Server) startServices(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("sim: %w", err)
 	}
 	if err := s.prov.Start(); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := s.audit.Start(); err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
 	return nil
@@ -282,6 +308,9 @@ func (s *Server) Close() error {
 		}
 		if s.prov != nil {
 			s.prov.Close()
+		}
+		if s.audit != nil {
+			s.audit.Close()
 		}
 		if s.reg != nil {
 			errs = append(errs, s.reg.Close())
@@ -350,8 +379,8 @@ func (s *Server) RegisterCACertificate(pemBytes []byte) error {
 }
 
 // RegisterCertificate registers a device certificate issued elsewhere (by a
-// CA registered with RegisterCACertificate) with the given status, and
-// returns its id. It is the in-process equivalent of AWS
+// CA registered with RegisterCACertificate) with the given status and the
+// default policy (Options.DefaultPolicy) attached, and returns its id. It is the in-process equivalent of AWS
 // RegisterCertificate.
 func (s *Server) RegisterCertificate(pemBytes []byte, status string) (string, error) {
 	cert, err := ca.ParseCertificatePEM(pemBytes)
@@ -366,6 +395,9 @@ func (s *Server) RegisterCertificate(pemBytes []byte, status string) (string, er
 	})
 	if err != nil {
 		return "", fmt.Errorf("sim: %w", err)
+	}
+	if err := s.attachDefaultPolicies(id); err != nil {
+		return "", err
 	}
 	return id, nil
 }

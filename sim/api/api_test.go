@@ -58,7 +58,9 @@ func (f *fakeBroker) DisconnectCertificate(id string) int {
 	return 1
 }
 
-func newServer(t *testing.T) (*httptest.Server, *fakeBroker, *registry.Registry) {
+// newServer starts the admin API on a fresh registry; opts may change the
+// handler's options (add services) first.
+func newServer(t *testing.T, opts ...func(*api.Options)) (*httptest.Server, *fakeBroker, *registry.Registry) {
 	t.Helper()
 	dir := t.TempDir()
 	authority, err := ca.LoadOrCreate(dir, now)
@@ -87,7 +89,11 @@ func newServer(t *testing.T) (*httptest.Server, *fakeBroker, *registry.Registry)
 		t.Fatal(err)
 	}
 	t.Cleanup(prov.Close)
-	h, err := api.NewHandler(api.Options{Registry: reg, CA: authority, Broker: fb, Jobs: js, Shadow: sh, Provisioning: prov, Token: token, Now: clock})
+	o := api.Options{Registry: reg, CA: authority, Broker: fb, Jobs: js, Shadow: sh, Provisioning: prov, Token: token, Now: clock}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	h, err := api.NewHandler(o)
 	if err != nil {
 		t.Fatal(err)
 	}

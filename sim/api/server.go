@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingd/thingd/sim/audit"
 	"github.com/thingd/thingd/sim/broker"
 	"github.com/thingd/thingd/sim/ca"
 	"github.com/thingd/thingd/sim/jobs"
@@ -39,6 +40,16 @@ type Options struct {
 	Shadow *shadow.Service
 	// Provisioning holds the provisioning faults of /thingsim/faults.
 	Provisioning *provision.Service
+	// Audit is the Device Defender audit service behind /audit/,
+	// /mitigationactions/ and /thingsim/remediation; nil leaves those
+	// operations out.
+	Audit *audit.Service
+	// Authorizer answers TestAuthorization as the broker enforces the
+	// policies; nil means one on Registry with the default rules.
+	Authorizer *broker.Authorizer
+	// DefaultPolicies are attached to every certificate
+	// CreateCertificateFromCsr issues.
+	DefaultPolicies []string
 	// Token is the bearer token every request must carry.
 	Token string
 	// Logger receives request errors; nil discards them.
@@ -112,6 +123,12 @@ func NewHandler(opts Options) (http.Handler, error) {
 		"DELETE /things/{thingName}/shadow":                           h.deleteThingShadow,
 		"GET /api/things/shadow/ListNamedShadowsForThing/{thingName}": h.listNamedShadowsForThing,
 	}
+	for pattern, fn := range h.auditRoutes() {
+		routes[pattern] = fn
+	}
+	for pattern, fn := range h.policyRoutes() {
+		routes[pattern] = fn
+	}
 	for pattern, fn := range routes {
 		h.mux.HandleFunc(pattern, h.wrap(fn))
 	}
@@ -181,6 +198,9 @@ func toAPIError(err error) *Error {
 		return &Error{StatusCode: http.StatusNotAcceptable, Type: ErrCertificateState, Message: err.Error()}
 	case errors.Is(err, jobs.ErrInvalidStateTransition):
 		return &Error{StatusCode: http.StatusConflict, Type: ErrInvalidStateTransition, Message: err.Error()}
+	}
+	if e := policyError(err); e != nil {
+		return e
 	}
 	var se *shadow.Error
 	if errors.As(err, &se) {
@@ -297,6 +317,9 @@ func (h *handler) createCertificateFromCSR(r *http.Request) (any, error) {
 	if err := h.Registry.AddCertificate(cert); err != nil {
 		return nil, err
 	}
+	if err := h.attachDefaultPolicies(cert.ID); err != nil {
+		return nil, err
+	}
 	h.Logger.Info("certificate issued", "certificateId", cert.ID, "subject", csr.Subject.CommonName, "status", cert.Status, "validity", validity)
 	return CreateCertificateFromCSRResponse{
 		CertificateArn: registry.CertificateARN(cert.ID), CertificateID: cert.ID, CertificatePem: cert.PEM,
@@ -356,6 +379,11 @@ func (h *handler) updateCertificate(r *http.Request) (any, error) {
 		return nil, err
 	}
 	h.Logger.Info("certificate status updated", "certificateId", id, "from", prev, "to", status)
+	if status == registry.StatusRevoked {
+		if err := h.revokeAtCA(id); err != nil {
+			return nil, err
+		}
+	}
 	if status != registry.StatusActive {
 		h.Broker.DisconnectCertificate(id)
 	}

@@ -23,6 +23,36 @@
 // and the validityDays query parameter of CreateCertificateFromCsr (default
 // 365 days, or the simulator's configured device certificate validity).
 //
+// Device Defender audit (package audit): StartOnDemandAuditTask POST
+// /audit/tasks, DescribeAuditTask GET /audit/tasks/{taskId}, ListAuditTasks
+// GET /audit/tasks, ListAuditFindings POST /audit/findings,
+// Describe/UpdateAccountAuditConfiguration GET/PATCH /audit/configuration,
+// Create/Describe/Delete/ListScheduledAudit(s) /audit/scheduledaudits[/{name}]
+// (plus thingsimInterval), Create/Describe/Delete/ListMitigationAction(s)
+// /mitigationactions/actions[/{actionName}], StartAuditMitigationActionsTask
+// POST and DescribeAuditMitigationActionsTask GET
+// /audit/mitigationactions/tasks/{taskId}, ListAuditMitigationActionsTasks
+// GET /audit/mitigationactions/tasks, ListAuditMitigationActionsExecutions
+// GET /audit/mitigationactions/executions?taskId=. thingsim's own:
+// remediation rules PUT/DELETE /thingsim/remediation/{checkName} and GET
+// /thingsim/remediation, and the CA's revocation list: GET
+// /thingsim/ca/revocations, PUT /thingsim/ca/revocations/{certificateId}
+// (revoked at the CA only; UpdateCertificate REVOKED also revokes there).
+//
+// IoT policies (policytypes.go): CreatePolicy POST, GetPolicy GET and
+// DeletePolicy DELETE /policies/{policyName}, ListPolicies GET /policies,
+// CreatePolicyVersion POST (?setAsDefault=) and ListPolicyVersions GET
+// /policies/{policyName}/version, GetPolicyVersion GET,
+// SetDefaultPolicyVersion PATCH and DeletePolicyVersion DELETE
+// /policies/{policyName}/version/{policyVersionId}, AttachPolicy PUT and
+// DetachPolicy POST /target-policies/{policyName} {"target"},
+// ListAttachedPolicies POST /attached-policies/{target},
+// ListTargetsForPolicy POST /policy-targets/{policyName}, and
+// TestAuthorization POST /test-authorization?clientId= with thingsim's
+// thingsimExplanation of each decision (rule or statements, variables,
+// policies in force). Certificates from CreateCertificateFromCsr get
+// Options.DefaultPolicies.
+//
 // Every request needs "Authorization: Bearer TOKEN" (401
 // UnauthorizedException otherwise). Timestamps in AWS shapes are epoch
 // seconds (JSON numbers with millisecond fractions), as in AWS's REST JSON

@@ -25,13 +25,24 @@
 //     rejects the packet, mochi closes the connection, the event says
 //     CLIENT_ERROR. A subscription filter over the limits is refused in its
 //     SUBACK (0x80) instead.
-//   - Clients may not publish to $aws/events/ (the broker's own events), and
-//     may use the $aws/things/{thingName}/jobs/ and .../shadow/ topics of
-//     their own thing only (ClientID = thingName): another thing's are
-//     refused on publish
-//     (mochi then disconnects an MQTT 3 client publishing at QoS 1, as AWS
-//     does on a policy denial), on subscribe (SUBACK 0x80) and on delivery.
-//     Everything else is allowed until the policy engine exists.
+//   - IoT policies (package policy) are enforced on CONNECT (iot:Connect,
+//     after admission), PUBLISH (iot:Publish, and iot:RetainPublish for a
+//     retained message), SUBSCRIBE (iot:Subscribe per filter, matched on the
+//     filter string; a refused filter gets SUBACK 0x80) and every delivery,
+//     replies of the services included (iot:Receive: a message the client
+//     may not receive is not delivered). The policies in force are those
+//     attached to the certificate and, when the ClientID is a thing the
+//     certificate is attached to, to that thing's groups; changes apply at
+//     once (AWS caches them for minutes). A refused publish is answered as
+//     AWS does: QoS 0 dropped, MQTT 3 at QoS 1 disconnected, MQTT 5 PUBACK
+//     0x87. Refusals are logged with the statement that denied or "no
+//     statement allowed". See [Authorizer] for thingsim's own rules: no
+//     client publishes to $aws/events/; every client may read
+//     $aws/events/presence/ unless Options.StrictLifecycleEvents; and a
+//     certificate with no policy at all is in open mode, the rules from
+//     before policies (everything but another thing's
+//     $aws/things/{thingName}/jobs/ and .../shadow/ topics), where AWS
+//     would deny everything.
 //   - Requests to the simulator's services (Jobs, Shadow, provisioning) are
 //     PUBLISH packets that [Options.OnRequest] claims in OnPublish. They are
 //     acknowledged but not delivered to subscribers. Jobs and provisioning
@@ -85,6 +96,10 @@ type Options struct {
 	// and reports whether it handled it (see Request). It runs on the
 	// client's read goroutine, so a client's requests are handled in order.
 	OnRequest func(*Request) bool
+	// StrictLifecycleEvents subjects subscribing to and receiving
+	// $aws/events/presence/ to the policies, as on AWS. By default every
+	// admitted client may read them (RuleLifecycleEvents).
+	StrictLifecycleEvents bool
 }
 
 // Request is a message an admitted client published, offered to the
@@ -95,8 +110,16 @@ type Request struct {
 	Topic         string
 	Payload       []byte
 
-	reply func(topic string, payload []byte)
+	reply      func(topic string, payload []byte)
+	authorized bool
 }
+
+// Authorized reports whether the broker's policies allowed the publish,
+// which is the case for every request from the broker: a client may then
+// use another thing's topics (a gateway its children's). Requests made with
+// NewRequest are not authorized; services serve them for the ClientID's own
+// thing only.
+func (r *Request) Authorized() bool { return r.authorized }
 
 // NewRequest returns a request whose Reply calls reply, for services driven
 // without the broker (tests).
@@ -111,9 +134,13 @@ func NewRequest(clientID, certificateID, topic string, payload []byte, reply fun
 // AWS.
 func (r *Request) Reply(topic string, payload []byte) { r.reply(topic, payload) }
 
-// replyTo returns the Reply function of requests from cl.
+// replyTo returns the Reply function of requests from cl. A reply the
+// client may not receive (iot:Receive) is withheld.
 func (b *Broker) replyTo(cl *mqtt.Client) func(topic string, payload []byte) {
 	return func(topic string, payload []byte) {
+		if !b.aclCheck(cl, topic, false) {
+			return
+		}
 		pk := packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Publish},
 			TopicName:   topic,
@@ -141,8 +168,12 @@ type session struct {
 	mc      *mqtt.Client
 	version int64
 
-	mu     sync.Mutex
-	forced string // disconnect reason set by the simulator before closing
+	certVars map[string][]string // policy variables of the certificate
+
+	mu           sync.Mutex
+	forced       string         // disconnect reason set by the simulator before closing
+	pending      map[string]int // filters of the SUBSCRIBE being processed that the policies allow
+	retainDenied string         // topic of the PUBLISH being processed whose retain was refused
 }
 
 func (s *session) setForced(reason string) {
@@ -169,6 +200,7 @@ type Broker struct {
 	now       func() time.Time
 	opts      Options
 	onRequest func(*Request) bool
+	authz     *Authorizer
 
 	mu       sync.Mutex
 	live     map[string]*session // by session id
@@ -214,6 +246,7 @@ func New(opts Options) (*Broker, error) {
 		now:       opts.Now,
 		opts:      opts,
 		onRequest: opts.OnRequest,
+		authz:     NewAuthorizer(opts.Registry, opts.StrictLifecycleEvents),
 		live:      map[string]*session{},
 		versions:  map[string]int64{},
 	}
@@ -253,6 +286,10 @@ func (b *Broker) Listen(ctx context.Context) error {
 	b.log.Info("mqtt broker listening", "address", b.Addr())
 	return nil
 }
+
+// Authorizer returns the authorizer the broker enforces, for
+// TestAuthorization.
+func (b *Broker) Authorizer() *Authorizer { return b.authz }
 
 // Addr returns the address the broker listens on (host:port), "" before
 // Listen.

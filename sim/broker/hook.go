@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/thingd/thingd/sim/policy"
 	"github.com/thingd/thingd/sim/registry"
 )
 
@@ -30,6 +31,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnDisconnect,
 		mqtt.OnPacketRead,
 		mqtt.OnSubscribe,
+		mqtt.OnSubscribed,
 		mqtt.OnACLCheck,
 		mqtt.OnPublish,
 	}, []byte{b})
@@ -75,7 +77,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return fmt.Errorf("connection of type %T did not come through the TLS listener", cl.Net.Conn)
 	}
 	clientID := pk.Connect.ClientIdentifier
-	if r := b.admit(clientID, pc.certID); r != nil {
+	sess := &session{Client: Client{
+		ClientID: clientID, CertificateID: pc.certID, SessionID: registry.NewSessionID(), IPAddress: pc.ip,
+	}, certVars: pc.certVars}
+	r := b.admit(clientID, pc.certID)
+	if r == nil && !b.authorize(sess, policy.ActionConnect, "client", clientID) {
+		r = &refusal{"policy-denied", notAuthorized, "the policies do not allow iot:Connect as this client id"}
+	}
+	if r != nil {
 		b.log.Warn("connection refused", "rule", r.rule, "clientId", clientID, "certificateId", pc.certID,
 			"remote", pc.ip, "reason", r.detail)
 		now := b.now().UTC()
@@ -90,9 +99,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = ka
 		cl.State.ServerKeepalive = true // MQTT 5 clients learn it from CONNACK
 	}
-	pc.sess = &session{Client: Client{
-		ClientID: clientID, CertificateID: pc.certID, SessionID: registry.NewSessionID(), IPAddress: pc.ip,
-	}}
+	pc.sess = sess
 	return nil
 }
 
@@ -209,6 +216,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			h.b.log.Info("ignoring QoS 2 publish (AWS IoT does not support QoS 2)", "clientId", cl.ID, "topic", pk.TopicName)
 			return noop(pk), nil
 		}
+		h.b.checkRetain(cl, pk)
 	case packets.Subscribe:
 		for _, f := range pk.Filters {
 			if f.Qos == 2 {
@@ -221,7 +229,8 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // OnSubscribe refuses (SUBACK 0x80) filters over the topic limits by
-// blanking them, which mochi answers as an invalid filter.
+// blanking them, which mochi answers as an invalid filter, and those the
+// policies refuse (see authorizeSubscribe).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	filters := make(packets.Subscriptions, len(pk.Filters))
 	copy(filters, pk.Filters)
@@ -231,29 +240,28 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			filters[i].Filter = ""
 		}
 	}
+	h.b.authorizeSubscribe(cl, filters)
 	pk.Filters = filters
 	return pk
 }
 
-// OnACLCheck allows everything except publishing to the broker's own
-// $aws/events/ topics and using another thing's reserved topics (the policy
-// engine comes later). For a subscription, topic is the filter.
+// OnSubscribed ends the SUBACK's authorization.
+func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if s := sessionOf(cl); s != nil {
+		s.subscribed()
+	}
+}
+
+// OnACLCheck enforces the policies on publishes, subscriptions and
+// deliveries (see enforce.go). For a subscription, topic is the filter.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write && strings.HasPrefix(topic, "$aws/events/") {
-		h.b.log.Warn("publish refused: $aws/events/ is reserved for the broker", "clientId", cl.ID, "topic", topic)
-		return false
-	}
-	if thing, ok := ThingOfReservedTopic(topic); ok && thing != cl.ID {
-		h.b.log.Warn("not authorized: reserved topic of another thing", "clientId", cl.ID, "topic", topic, "write", write)
-		return false
-	}
-	return true
+	return h.b.aclCheck(cl, topic, write)
 }
 
 // ThingOfReservedTopic returns the thing name of a topic (or filter) under a
 // thing's reserved Jobs or Shadow namespace, $aws/things/{thingName}/jobs/...
-// or $aws/things/{thingName}/shadow/..., which only a client whose ClientID
-// is that thing name may use.
+// or $aws/things/{thingName}/shadow/..., which in open mode (no policy in
+// force) only a client whose ClientID is that thing name may use.
 func ThingOfReservedTopic(topic string) (thing string, ok bool) {
 	rest, ok := strings.CutPrefix(topic, "$aws/things/")
 	if !ok {
@@ -282,7 +290,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok {
 		return pk, nil
 	}
-	if b.onRequest(NewRequest(cl.ID, pc.certID, pk.TopicName, pk.Payload, b.replyTo(cl))) {
+	req := NewRequest(cl.ID, pc.certID, pk.TopicName, pk.Payload, b.replyTo(cl))
+	req.authorized = true // OnACLCheck allowed it
+	if b.onRequest(req) {
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/thingd/thingd/sim/ca"
+	"github.com/thingd/thingd/sim/policy"
 )
 
 // certError is a refused client certificate, with the admission rule that
@@ -37,9 +38,10 @@ func (e *certError) Unwrap() error { return e.err }
 // client certificate. mochi sees it as cl.Net.Conn.
 type peerConn struct {
 	*tls.Conn
-	certID string
-	ip     string
-	sess   *session // set by OnConnect once admitted; read in the client's goroutine
+	certID   string
+	certVars map[string][]string // policy variables of the client certificate
+	ip       string
+	sess     *session // set by OnConnect once admitted; read in the client's goroutine
 }
 
 // tlsListener is a mochi listener that terminates TLS itself so it can verify
@@ -143,7 +145,8 @@ func (l *tlsListener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		return
 	}
 	cs := tc.ConnectionState()
-	pc := &peerConn{Conn: tc, certID: ca.CertificateID(cs.PeerCertificates[0].Raw)}
+	leaf := cs.PeerCertificates[0]
+	pc := &peerConn{Conn: tc, certID: ca.CertificateID(leaf.Raw), certVars: policy.CertificateVariables(leaf)}
 	if host, _, err := net.SplitHostPort(conn.RemoteAddr().String()); err == nil {
 		pc.ip = host
 	}

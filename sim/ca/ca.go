@@ -27,6 +27,7 @@ import (
 // File names inside the data directory.
 const (
 	CertFile       = "ca.pem"         // root CA certificate devices must trust
+	CRLFile        = "crl.pem"        // certificate revocation list of the root (see Revoke)
 	KeyFile        = "ca-key.pem"     // root CA private key (mode 0600)
 	ServerCertFile = "server.pem"     // broker certificate, signed by the root
 	ServerKeyFile  = "server-key.pem" // broker private key (mode 0600)
@@ -43,6 +44,8 @@ type CA struct {
 	key     crypto.Signer
 	server  tls.Certificate
 	dir     string
+
+	crl revocations // guarded by its own mutex; see crl.go
 }
 
 // LoadOrCreate loads the CA and server certificate from dir, creating any
@@ -57,6 +60,9 @@ func LoadOrCreate(dir string, now time.Time) (*CA, error) {
 		return nil, err
 	}
 	if err := c.loadOrCreateServer(now); err != nil {
+		return nil, err
+	}
+	if err := c.loadCRL(); err != nil {
 		return nil, err
 	}
 	return c, nil

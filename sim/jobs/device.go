@@ -29,7 +29,7 @@ func (s *Service) HandleRequest(req *broker.Request) bool {
 	if !ok {
 		return false
 	}
-	if thing != req.ClientID { // the broker refuses these before they get here
+	if thing != req.ClientID && !req.Authorized() { // another thing's: a gateway's, if the policies allow it
 		s.log.Warn("jobs request for another thing ignored", "clientId", req.ClientID, "topic", req.Topic)
 		return true
 	}

@@ -22,10 +22,9 @@
 // ThingName, the caller's certificate is not attached to that thing, or the
 // new certificate's CN is not that thing; on AWS these checks belong in the
 // template's pre-provisioning hook. Otherwise it attaches the new
-// certificate to the thing, sets it ACTIVE and answers {"thingName": ...,
-// "deviceConfiguration": {}}. thingsim has no IoT policies yet, so there are
-// none to attach the certificate to; once it has, the template must attach
-// the thing's current policies too.
+// certificate to the thing and to the thing's current policies (those
+// attached to the caller's certificate), sets it ACTIVE and answers
+// {"thingName": ..., "deviceConfiguration": {}}.
 //
 // When a rotate-certificate job execution reaches SUCCEEDED with the
 // statusDetails newCertificateId and oldCertificateId, RotationSucceeded
@@ -439,6 +438,9 @@ func (s *Service) register(req *broker.Request, template string, fault Fault) (r
 	if err := s.reg.AttachPrincipal(thing, o.CertificateID); err != nil {
 		return registerResponse{}, err
 	}
+	if err := s.inheritPolicies(req.CertificateID, o.CertificateID); err != nil {
+		return registerResponse{}, err
+	}
 	if _, err := s.reg.SetCertificateStatus(o.CertificateID, registry.StatusActive, s.now()); errors.Is(err, registry.ErrState) {
 		return registerResponse{}, errorf(http.StatusForbidden, codeAccessDenied, "certificate %s is REVOKED", o.CertificateID)
 	} else if err != nil {
@@ -456,6 +458,21 @@ func (s *Service) register(req *broker.Request, template string, fault Fault) (r
 		s.log.Info("fault: new certificate deactivated right after RegisterThing", "thing", thing, "certificateId", o.CertificateID)
 	}
 	return registerResponse{DeviceConfiguration: map[string]string{}, ThingName: thing}, nil
+}
+
+// inheritPolicies attaches the policies of the caller's certificate to the
+// new one.
+func (s *Service) inheritPolicies(from, to string) error {
+	ps, err := s.reg.AttachedPolicies(registry.CertificateARN(from))
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := s.reg.AttachPolicy(p.Name, registry.CertificateARN(to)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkRotation applies the thingd-rotation template's ownership checks and

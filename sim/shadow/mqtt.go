@@ -31,7 +31,9 @@ func parseTopic(topic string) (thing, name string, named bool, op string, ok boo
 // HandleRequest serves a device's publish on its shadow topics,
 // $aws/things/{thingName}/shadow/[name/{shadowName}/]{get,update,delete},
 // and reports whether the topic was under $aws/things/{thingName}/shadow.
-// Replies and notifications are published to the topics' subscribers.
+// Another thing's topics are served when the broker's policies allowed the
+// publish (a gateway's). Replies and notifications are published to the
+// topics' subscribers.
 // Publishes on other shadow topics (the reply topics among them) are
 // swallowed with a log line.
 func (s *Service) HandleRequest(req *broker.Request) bool {
@@ -39,7 +41,7 @@ func (s *Service) HandleRequest(req *broker.Request) bool {
 	if !ok {
 		return false
 	}
-	if thing != req.ClientID { // the broker refuses these before they get here
+	if thing != req.ClientID && !req.Authorized() { // another thing's: a gateway's, if the policies allow it
 		s.log.Warn("shadow request for another thing ignored", "clientId", req.ClientID, "topic", req.Topic)
 		return true
 	}

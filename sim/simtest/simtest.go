@@ -139,8 +139,19 @@ type Device struct {
 }
 
 // NewDevice creates (if needed) the thing name, issues an ACTIVE certificate
-// with CN=name for a new in-memory ECDSA P-256 key and attaches it.
+// with CN=name for a new in-memory ECDSA P-256 key and attaches it. The
+// certificate has no policy attached, so it works in thingsim's open mode
+// (any topic but other things' Jobs and Shadow topics; see package broker);
+// NewPolicyDevice makes one under policies.
 func (s *Sim) NewDevice(t testing.TB, name string) Device {
+	t.Helper()
+	d := s.issueDevice(t, name)
+	s.DetachAllPolicies(t, d.CertificateID)
+	return d
+}
+
+// issueDevice is NewDevice with the simulator's default policies.
+func (s *Sim) issueDevice(t testing.TB, name string) Device {
 	t.Helper()
 	key, csr := NewCSR(t, name)
 	certPEM, id, err := s.IssueThingCertificate(t.Context(), name, csr, 0)

@@ -3,7 +3,7 @@
 // process on one data directory.
 //
 //	thingsim serve --dir DIR [--mqtt 127.0.0.1:8883] [--api 127.0.0.1:8443] [--log-level info]
-//	               [--cert-days 365] [--rotation-grace 60s]
+//	               [--cert-days 365] [--rotation-grace 60s] [--default-policy thingd-device] [--strict-lifecycle-events]
 //	thingsim thing create|describe|delete NAME [--attr k=v ...]
 //	thingsim thing list
 //	thingsim cert create --thing T --csr FILE [--days N] [--json]
@@ -16,6 +16,15 @@
 //	thingsim shadow list --thing T
 //	thingsim faults [--set JSON | --clear]
 //	thingsim clients [--json]
+//	thingsim policy create NAME --document FILE | get NAME | list | delete NAME | targets NAME
+//	thingsim policy version create NAME --document FILE [--set-default] | list NAME
+//	thingsim policy version get|set-default|delete NAME --version N
+//	thingsim policy attach|detach NAME --cert ID|--group G | attached --cert ID|--group G
+//	thingsim policy test --cert ID --action A --resource R [--client-id C] [--json]
+//	thingsim audit run [--checks A,B] | describe TASK | findings TASK | list | schedule create NAME --frequency F [--every D]
+//	thingsim audit config get | set [--expiring-days N] [--age-days N] [--enable A,B] [--disable A,B] [--webhook URL]
+//	thingsim mitigation action create NAME --type T [--groups G] [--topic T] | run --task TASK [--actions A,B]
+//	thingsim remediation set CHECK ACTION... | list | delete CHECK
 //
 // Every command but serve takes --dir DIR (finds the address and token
 // written by serve) and --api ADDR (overrides the address).
@@ -38,12 +47,13 @@ import (
 
 	"github.com/thingd/thingd/sim"
 	"github.com/thingd/thingd/sim/api"
+	"github.com/thingd/thingd/sim/policy"
 	"github.com/thingd/thingd/sim/provision"
 )
 
 const usage = `usage:
   thingsim serve --dir DIR [--mqtt ADDR] [--api ADDR] [--log-level debug|info|warn|error]
-                 [--cert-days N] [--rotation-grace DURATION]
+                 [--cert-days N] [--rotation-grace DURATION] [--default-policy NAME|none] [--strict-lifecycle-events]
   thingsim thing create NAME [--attr key=value ...]
   thingsim thing describe NAME | delete NAME | list
   thingsim cert create --thing THING --csr FILE [--days N] [--json]
@@ -56,7 +66,7 @@ const usage = `usage:
   thingsim shadow list --thing THING
   thingsim faults [--set JSON | --clear]
   thingsim clients [--json]
-every command but serve takes --dir DIR and --api ADDR
+` + auditUsage + policyUsage + `every command but serve takes --dir DIR and --api ADDR
 `
 
 func main() {
@@ -95,6 +105,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("missing command")
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "audit" || cmd == "mitigation" || cmd == "remediation" {
+		return auditCommand(ctx, cmd, rest, stdout, stderr)
+	}
+	if cmd == "policy" {
+		return policyCommand(ctx, rest, stdout, stderr)
+	}
 	sub := ""
 	if (cmd == "thing" || cmd == "cert" || cmd == "job" || cmd == "group" || cmd == "shadow") && len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
@@ -154,6 +170,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	certDays := fs.Int("cert-days", api.DefaultValidityDays, "validity in days of the device certificates issued without an explicit one (CreateCertificateFromCsr over MQTT)")
 	grace := fs.Duration("rotation-grace", provision.DefaultRotationGrace, "how long after a rotate-certificate job SUCCEEDED the old certificate is deactivated and detached (0: at once)")
+	defaultPolicy := fs.String("default-policy", policy.DevicePolicyName, "policy attached to the certificates thingsim issues ("+sim.NoDefaultPolicy+": none, open mode)")
+	strictEvents := fs.Bool("strict-lifecycle-events", false, "reading $aws/events/presence/ needs iot:Subscribe and iot:Receive, as on AWS")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -181,6 +199,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	s, err := sim.Start(ctx, sim.Options{
 		Dir: *dir, MQTTAddr: *mqttAddr, APIAddr: *apiAddr, Logger: log,
 		DeviceCertValidity: time.Duration(*certDays) * 24 * time.Hour, RotationGrace: *grace,
+		DefaultPolicy: *defaultPolicy, StrictLifecycleEvents: *strictEvents,
 	})
 	if err != nil {
 		return err
