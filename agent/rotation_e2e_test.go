@@ -113,6 +113,11 @@ func TestRotationEndToEnd(t *testing.T) {
 		t.Fatalf("statusDetails %v", details)
 	}
 	s.WaitCertificateStatus(t, newID, "ACTIVE", 10*time.Second)
+	// thingd works under the restrictive default device policy, which the
+	// new certificate inherits from the old one.
+	if pol := s.AttachedPolicies(t, newID); len(pol) != 1 || pol[0] != "thingd-device" {
+		t.Fatalf("policies of the new certificate: %v", pol)
+	}
 	s.WaitCertificateStatus(t, d.certID, "INACTIVE", 30*time.Second)
 	waitFor(t, 10*time.Second, "old certificate detached", func() bool {
 		pr := s.ThingPrincipals(t, "gw-1")

@@ -64,9 +64,12 @@ func TestShadowEndToEnd(t *testing.T) {
 	s.CreateJob(t, "rotate-1", "gw-1", rotateDoc)
 	ex := s.WaitJobExecution(t, "gw-1", "rotate-1", "SUCCEEDED", 60*time.Second)
 	newID := ex.StatusDetails.DetailsMap["newCertificateId"]
+	st := thingdStatus(t, d.config)
+	wantRenewal := st.Rotation.NextRenewal.UTC().Format(time.RFC3339)
 	s.WaitReported(t, "gw-1", "", 15*time.Second, func(r map[string]any) bool {
 		return path(r, "identity", "certificateId") == newID && path(r, "identity", "slot") == "b" &&
-			path(r, "rotation", "last", "result") == "SUCCEEDED" && path(r, "rotation", "last", "jobId") == "rotate-1"
+			path(r, "rotation", "last", "result") == "SUCCEEDED" && path(r, "rotation", "last", "jobId") == "rotate-1" &&
+			path(r, "rotation", "nextRenewalAt") == wantRenewal // the new certificate's window, not the old one's
 	})
 
 	// Desired config: a valid report interval is applied and echoed, so

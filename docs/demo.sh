@@ -10,7 +10,7 @@ THINGSIM=$BIN/thingsim
 THING=${THING:-gw-1}
 SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
-WORK=$(mktemp -d /tmp/thingd-demo.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/thingd-demo.XXXXXX")
 SIM_PID= THINGD_PID=
 cleanup() {
   [ -n "$THINGD_PID" ] && kill -TERM "$THINGD_PID" 2>/dev/null && wait "$THINGD_PID" 2>/dev/null || true
@@ -25,6 +25,7 @@ show_reported() {
     python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["state"]["reported"], indent=2, sort_keys=True))'
   else cat; fi
 }
+sim() { "$THINGSIM" "$@" --dir "$WORK/sim"; }
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local t=$1 what=$2; shift 2
@@ -82,16 +83,33 @@ step "thingd's view: thingd status"
 
 step "The device's reported shadow (identity, rotation, effective config) before rotation"
 wait_for 20 "the first shadow report" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q certificateId"
-"$THINGSIM" shadow get --thing "$THING" --dir "$WORK/sim" | show_reported
+sim shadow get --thing "$THING" | show_reported
 
-step "Rotate the certificate with an AWS IoT Job (new key in the token's other slot, CSR, register, verify, commit)"
+step "Fleet security problems: a 1-day certificate, and an overly permissive policy attached to it"
 OLD_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
 OLD_ID=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"certificateId": *"\([^"]*\)".*/\1/p' | head -1)
-echo '{"operation": "rotate-certificate", "keyAlgorithm": "ECDSA_P256"}' > "$WORK/rotate.json"
-"$THINGSIM" job create --dir "$WORK/sim" --thing "$THING" --document "$WORK/rotate.json" --job-id rotate-1
-wait_for 60 "the rotation job to succeed" sh -c "'$THINGSIM' job describe rotate-1 --thing '$THING' --dir '$WORK/sim' | grep -q SUCCEEDED"
-"$THINGSIM" job describe rotate-1 --thing "$THING" --dir "$WORK/sim"
+echo '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}' > "$WORK/permissive.json"
+sim policy create fleet-permissive --document "$WORK/permissive.json" >/dev/null
+sim policy attach fleet-permissive --cert "$OLD_ID"
+sim policy test --cert "$OLD_ID" --action PUBLISH --resource 'topic/$aws/things/gw-2/shadow/update' | head -3
+
+step "Automated remediation: expiring certificate -> rotation group (continuous rotate-certificate job); permissive policy -> replaced"
+echo '{"operation": "rotate-certificate"}' > "$WORK/rotate.json"
+sim group create rotation
+sim job create --group rotation --continuous --document "$WORK/rotate.json" --job-id rotate-certificate >/dev/null
+sim mitigation action create add-to-rotation --type ADD_THINGS_TO_THING_GROUP --groups rotation >/dev/null
+sim mitigation action create restrict-policy --type REPLACE_DEFAULT_POLICY_VERSION >/dev/null
+sim remediation set DEVICE_CERTIFICATE_EXPIRING_CHECK add-to-rotation
+sim remediation set IOT_POLICY_OVERLY_PERMISSIVE_CHECK restrict-policy
+sim remediation list
+
+step "Audit #1 (Device Defender style): findings, then the remediation runs"
+sim audit run
+
+step "thingd rotates on the job the remediation gave it (new key in the token's other slot, CSR, register, verify, commit)"
+wait_for 60 "the rotation job to succeed" sh -c "'$THINGSIM' job describe rotate-certificate --thing '$THING' --dir '$WORK/sim' | grep -q SUCCEEDED"
 wait_for 30 "thingd to clean up the old key" grep -q "old key deleted" "$WORK/thingd.log"
+grep -E 'rotation step|rotation committed|old key deleted' "$WORK/thingd.log" | sed 's/^/  thingd: /'
 NEW_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
 NEW_ID=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"certificateId": *"\([^"]*\)".*/\1/p' | head -1)
 echo "old certificate serial: $OLD_SERIAL"
@@ -100,12 +118,18 @@ echo "new certificate serial: $NEW_SERIAL"
 
 step "The reported shadow after rotation (new certificate, last rotation)"
 wait_for 20 "the shadow to show the new certificate" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q '$NEW_ID'"
-"$THINGSIM" shadow get --thing "$THING" --dir "$WORK/sim" | show_reported
+sim shadow get --thing "$THING" | show_reported
 
-step "thingsim deactivates the old certificate after the grace period"
+step "The policy is now least-privilege: gw-1 may not touch gw-2's shadow"
+sim policy test --cert "$NEW_ID" --action PUBLISH --resource 'topic/$aws/things/gw-2/shadow/update' | head -3
+
+step "thingsim retires the old certificate after the grace period"
 wait_for 90 "the old certificate to be INACTIVE" sh -c "'$THINGSIM' cert describe --id '$OLD_ID' --dir '$WORK/sim' | grep -q INACTIVE"
-"$THINGSIM" cert describe --id "$OLD_ID" --dir "$WORK/sim" | grep -iE 'status|certificateId' || true
-"$THINGSIM" clients --dir "$WORK/sim"
+sim cert describe --id "$OLD_ID" | grep -E '"(certificateId|status)"'
+sim clients
+
+step "Audit #2: compliant"
+sim audit run
 
 step "Stop thingd (SIGTERM: MQTT DISCONNECT sent) and thingsim"
 kill -TERM "$THINGD_PID"; wait "$THINGD_PID"; THINGD_PID=

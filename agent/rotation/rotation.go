@@ -539,6 +539,11 @@ func (r *Rotator) commit(j *Journal) *Outcome {
 		// The journal says committed; start-up recovery will write it again.
 		r.log.Error("rotation: record active slot", "err", err)
 	}
+	// The renewal time belongs to the new certificate now.
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 	r.log.Info("rotation committed", "rotation", j.ID, "new_certificate_id", j.NewCertificateID, "old_certificate_id", j.OldCertificateID)
 	return &Outcome{ID: j.ID, JobID: j.JobID, Result: string(jobs.StatusSucceeded), Step: StepCommitted,
 		NewCertificateID: j.NewCertificateID, OldCertificateID: j.OldCertificateID}
