@@ -31,6 +31,14 @@
 # pkcs11-tool -- runs it natively: qemu-user hands execve to the kernel, so
 # no binfmt_misc is needed.
 #
+# Tokens are initialised by the host's softhsm2-util (x86-64) and used by the
+# ARM libsofthsm2: SoftHSM's file format is the same on all three.
+#
+# Not run under qemu: the tpmstore tests on go-tpm-tools' in-process TPM
+# simulator (TestConformanceSimulator, TestRetry, ...). The simulator is C
+# code that needs cgo and OpenSSL for the target; it is a test tool, not the
+# production path, and the same suite runs on swtpm here.
+#
 # 32-bit SoftHSM under qemu on a 64-bit host sees no tokens in a directory on
 # ext4 (64-bit readdir cookies overflow the 32-bit telldir), so the armhf
 # tests keep their temporary directories (and so the token directories) on

@@ -56,7 +56,7 @@ func TestConformanceSimulator(t *testing.T) {
 			Algorithms: simulatorAlgorithms,
 			NewStore:   func(t *testing.T) keystore.Store { return openSimStore(t, sim) },
 			KeyURI: func(t *testing.T, n int) *keystore.URI {
-				return keystore.MustParseURI(fmt.Sprintf("tpm:handle=%#x", 0x81000100+n))
+				return keystore.MustParseURI(fmt.Sprintf("tpm:handle=%#x", 0x81000100+uint32(n)))
 			},
 			CheckNonExtractable: checkNonExtractable,
 			Resources:           transientResources,
