@@ -163,8 +163,8 @@ func TestRenewalWithoutJob(t *testing.T) {
 	// does not).
 	time.Sleep(1100 * time.Millisecond)
 	p := startThingd(t, cfg)
-	p.waitLog(t, 30*time.Second, "renewing without a job")
-	p.waitLog(t, 30*time.Second, "old key deleted")
+	p.waitLog(t, 60*time.Second, "renewing without a job")
+	p.waitLog(t, 60*time.Second, "old key deleted")
 	r := thingdStatus(t, cfg)
 	if r.CertificateID == certID || r.Rotation.Last == nil || !strings.HasPrefix(r.Rotation.Last.ID, "renewal-") ||
 		r.Rotation.Last.Result != "SUCCEEDED" || r.Rotation.Last.OldCertificateID != certID {

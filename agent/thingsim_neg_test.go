@@ -127,23 +127,23 @@ func TestThingsimDuplicateClientID(t *testing.T) {
 	cfg.GetClientCertificate = identity.NewHolder(id).GetClientCertificate
 	imp := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://localhost:" + s.port()).SetClientID("gw-1").
 		SetTLSConfig(cfg).SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := imp.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := imp.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 		t.Fatalf("impostor connect: %v", tok.Error())
 	}
 	defer imp.Disconnect(0)
 
 	// The older session (thingd's) is kicked and says so on both sides.
-	kicked := w.wait(t, 10*time.Second, "gw-1", "disconnected", func(ev presenceEvent) bool {
+	kicked := w.wait(t, 20*time.Second, "gw-1", "disconnected", func(ev presenceEvent) bool {
 		return ev.SessionIdentifier == first.SessionIdentifier
 	})
 	if kicked.DisconnectReason != "DUPLICATE_CLIENTID" {
 		t.Fatalf("older session's disconnect reason = %q", kicked.DisconnectReason)
 	}
-	p.waitLog(t, 10*time.Second, "mqtt connection lost")
+	p.waitLog(t, 20*time.Second, "mqtt connection lost")
 	// thingd comes back within its backoff cap (2 s) and in turn kicks the
 	// impostor, which does not reconnect.
-	waitFor(t, 10*time.Second, "thingd reconnects", func() bool { return countLines(p.stderr.String(), "mqtt connected") >= 2 })
-	waitFor(t, 10*time.Second, "impostor kicked", func() bool { return !imp.IsConnectionOpen() })
+	waitFor(t, 20*time.Second, "thingd reconnects", func() bool { return countLines(p.stderr.String(), "mqtt connected") >= 2 })
+	waitFor(t, 20*time.Second, "impostor kicked", func() bool { return !imp.IsConnectionOpen() })
 }
 
 func TestThingsimBrokerRestart(t *testing.T) {
