@@ -102,7 +102,15 @@ func TestThingsimDuplicateClientID(t *testing.T) {
 	w := newWatcher(t, s)
 	dev := newSimDevice(t, s, "gw-1", "gw-1")
 	p := startThingd(t, dev.config(t, s))
-	first := w.wait(t, 20*time.Second, "gw-1", "connected", nil)
+	// Wait until thingd has finished its connect (subscriptions restored):
+	// an impostor arriving earlier makes the connect attempt fail instead of
+	// dropping an established session, which is a different path.
+	p.waitLog(t, 20*time.Second, "mqtt connected")
+	var first presenceEvent
+	waitFor(t, 20*time.Second, "presence event of thingd's live session", func() bool {
+		first = w.last("gw-1", "connected")
+		return first.SessionIdentifier != "" && !w.ended(first.SessionIdentifier)
+	})
 
 	// An impostor with the same identity (same token, same key) connects
 	// once, without reconnecting.

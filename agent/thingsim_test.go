@@ -204,6 +204,30 @@ func (w *watcher) wait(t *testing.T, d time.Duration, clientID, eventType string
 	return found
 }
 
+// last returns the most recent event of eventType for clientID seen so far.
+func (w *watcher) last(clientID, eventType string) presenceEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.events) - 1; i >= 0; i-- {
+		if ev := w.events[i]; ev.ClientID == clientID && ev.EventType == eventType {
+			return ev
+		}
+	}
+	return presenceEvent{}
+}
+
+// ended reports whether a disconnected event was seen for session.
+func (w *watcher) ended(session string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ev := range w.events {
+		if ev.EventType == "disconnected" && ev.SessionIdentifier == session {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *watcher) count(clientID, eventType string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
