@@ -46,9 +46,9 @@ type Connection struct {
 type State struct {
 	Agent      Agent
 	Connection Connection
-	Identity Identity
-	Rotation Rotation
-	Settings Settings
+	Identity   Identity
+	Rotation   Rotation
+	Settings   Settings
 	// Applied is the last desired.config outcome (rejected and ignored
 	// keys are reported so an operator sees why a value did not take).
 	Applied *Applied
