@@ -243,14 +243,16 @@ func TestPolicyWildcardsAndDeny(t *testing.T) {
 // The gateway policy lets gw update the shadows of gw-* and nothing else.
 func TestPolicyGateway(t *testing.T) {
 	s := simtest.Start(t)
-	for _, thing := range []string{"gw-1", "other"} {
+	for _, thing := range []string{"gw-1", "other", "other-1"} {
 		if _, err := s.Client().CreateThing(t.Context(), thing, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	gw := dialPolicyDevice(t, s, s.NewPolicyDevice(t, "gw", policy.GatewayPolicyName))
-	filters := []string{shadowTopic("gw-1", "", "update/accepted"), shadowTopic("gw", "", "update/accepted"), shadowTopic("other", "", "update/accepted")}
-	if diff := cmp.Diff([]byte{granted, granted, refused}, gw.subscribeCodes(t, filters...)); diff != "" {
+	filters := []string{shadowTopic("gw-1", "", "update/accepted"), shadowTopic("gw", "", "update/accepted"),
+		shadowTopic("other", "", "update/accepted"), shadowTopic("other-1", "", "update/accepted"),
+		"$aws/things/gw-1/shadow/+/+", "$aws/things/other-1/shadow/+/+", "$aws/things/+/shadow/+/+"}
+	if diff := cmp.Diff([]byte{granted, granted, refused, refused, granted, refused, refused}, gw.subscribeCodes(t, filters...)); diff != "" {
 		t.Errorf("SUBACK codes for %q (-want +got):\n%s", filters, diff)
 	}
 	if suffix, reply := gw.request(t, shadowTopic("gw-1", "", "update"), `{"state":{"reported":{"temp":21}}}`); suffix != "accepted" {
@@ -261,6 +263,11 @@ func TestPolicyGateway(t *testing.T) {
 	s.WaitLog(t, "publish refused", "clientId=gw", "topic=$aws/things/other/shadow/update")
 	if !shadowMissing(t, s, "other") {
 		t.Error("gw updated the shadow of other")
+	}
+	gw.Publish(shadowTopic("other-1", "", "update"), 0, false, `{"state":{"reported":{"temp":99}}}`).Wait()
+	s.WaitLog(t, "publish refused", "clientId=gw", "topic=$aws/things/other-1/shadow/update")
+	if !shadowMissing(t, s, "other-1") {
+		t.Error("gw updated the shadow of other-1")
 	}
 	gw.Publish("gw-1/telemetry", 1, false, "x")
 	gw.waitLost(t)

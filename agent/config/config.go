@@ -61,6 +61,8 @@ type file struct {
 	Rotation    *rotation `toml:"rotation"`
 	Renewal     *renewal  `toml:"renewal"`
 	Shadow      *shadowT  `toml:"shadow"`
+	Gateway     *gatewayT `toml:"gateway"`
+	Children    []child   `toml:"child"`
 }
 
 type shadowT struct {
@@ -127,6 +129,9 @@ type Config struct {
 	Renewal Renewal
 	// Shadow configures the Device Shadow reports.
 	Shadow Shadow
+	// Gateway configures the gateway role: system facts and the serial
+	// devices reported as their own things.
+	Gateway Gateway
 }
 
 // Shadow configures what thingd reports in its classic shadow ([shadow]).
@@ -340,6 +345,7 @@ func validate(path string, data []byte, f *file) (*Config, error) {
 		bad("backoff.reset_after", "must not be negative")
 	}
 	validateRotation(c, f, bad)
+	validateGateway(c, f, data, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

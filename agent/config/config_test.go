@@ -113,4 +113,25 @@ func TestExampleConfig(t *testing.T) {
 	if c.Port != 8883 || c.Key.Scheme != "pkcs11" || c.Backoff.Cap != 2*time.Minute {
 		t.Fatalf("example config: %+v", c)
 	}
+
+	// The commented-out [[child]] examples are valid once uncommented.
+	var lines []string
+	inGateway := false
+	for _, l := range strings.Split(string(data), "\n") {
+		inGateway = inGateway || strings.HasPrefix(l, "[gateway]")
+		if inGateway && strings.HasPrefix(l, "# ") {
+			rest := strings.TrimPrefix(l, "# ")
+			if k, _, ok := strings.Cut(rest, " = "); strings.HasPrefix(rest, "[[child") || ok && strings.Trim(k, "abcdefghijklmnopqrstuvwxyz_") == "" {
+				l = rest
+			}
+		}
+		lines = append(lines, l)
+	}
+	c, err = Parse("config.example.toml (children uncommented)", []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("example children do not validate: %v", err)
+	}
+	if n := len(c.Gateway.Children); n != 2 || c.Gateway.Children[1].Registers[1].Name != "setpoint" {
+		t.Fatalf("example children: %+v", c.Gateway.Children)
+	}
 }

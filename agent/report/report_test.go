@@ -99,6 +99,17 @@ func TestReported(t *testing.T) {
 	if string(got) != want {
 		t.Fatalf("reported:\n%s\nwant:\n%s", got, want)
 	}
+
+	// A gateway adds its system facts and children.
+	st.System = map[string]any{"hostname": "gw"}
+	st.Children = map[string]any{"temp": map[string]any{"connected": true}}
+	rep := Reported(st, start)
+	if sys, _ := rep["system"].(map[string]any); sys["hostname"] != "gw" {
+		t.Errorf("system = %v", rep["system"])
+	}
+	if ch, _ := rep["children"].(map[string]any); ch["temp"] == nil {
+		t.Errorf("children = %v", rep["children"])
+	}
 }
 
 func FuzzApplyDesired(f *testing.F) {

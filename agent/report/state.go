@@ -52,6 +52,12 @@ type State struct {
 	// Applied is the last desired.config outcome (rejected and ignored
 	// keys are reported so an operator sees why a value did not take).
 	Applied *Applied
+	// System holds the gateway's system facts (hostname, OS, uptime, CPU
+	// temperature, memory, disk); nil when not reported.
+	System map[string]any
+	// Children holds the state of the devices behind the gateway, by
+	// child name; nil when there are none.
+	Children map[string]any
 }
 
 func ts(t time.Time) any {
@@ -119,6 +125,13 @@ func Reported(st State, now time.Time) map[string]any {
 		}
 	}
 	rep["configStatus"] = cfgStatus
+	// Absent keys are removed from the cloud by the Reporter.
+	if len(st.System) > 0 {
+		rep["system"] = st.System
+	}
+	if len(st.Children) > 0 {
+		rep["children"] = st.Children
+	}
 	return rep
 }
 

@@ -25,6 +25,7 @@
 //	thingsim audit config get | set [--expiring-days N] [--age-days N] [--enable A,B] [--disable A,B] [--webhook URL]
 //	thingsim mitigation action create NAME --type T [--groups G] [--topic T] | run --task TASK [--actions A,B]
 //	thingsim remediation set CHECK ACTION... | list | delete CHECK
+//	thingsim device --link PATH [--kind line] [--interval 2s]
 //
 // Every command but serve takes --dir DIR (finds the address and token
 // written by serve) and --api ADDR (overrides the address).
@@ -66,7 +67,7 @@ const usage = `usage:
   thingsim shadow list --thing THING
   thingsim faults [--set JSON | --clear]
   thingsim clients [--json]
-` + auditUsage + policyUsage + `every command but serve takes --dir DIR and --api ADDR
+` + auditUsage + policyUsage + deviceUsage + `every command but serve takes --dir DIR and --api ADDR
 `
 
 func main() {
@@ -132,6 +133,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return faultsCmd(ctx, rest, stdout, stderr)
 	case "clients ":
 		return clientsCmd(ctx, rest, stdout, stderr)
+	case "device ":
+		return deviceCmd(ctx, rest, stdout, stderr)
 	case "help ", "-h ", "--help ":
 		return flag.ErrHelp
 	}
