@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/thingd/thingd/agent/config"
+	"github.com/thingd/thingd/agent/gateway"
 	"github.com/thingd/thingd/agent/identity"
 	"github.com/thingd/thingd/agent/internal/atomicfile"
 	"github.com/thingd/thingd/agent/keys"
@@ -131,6 +132,7 @@ func restartNeeded(a, b *config.Config) []string {
 	diff("renewal.enabled", a.Renewal.Enabled, b.Renewal.Enabled)
 	diff("renewal.check_interval", a.Renewal.CheckInterval, b.Renewal.CheckInterval)
 	diff("shadow.enabled", a.Shadow.Enabled, b.Shadow.Enabled)
+	diff("gateway", a.Gateway, b.Gateway)
 	return changed
 }
 
@@ -172,6 +174,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var engine *jobs.Engine
 	var sc *shadow.Client
 	var loop *shadowLoop
+	var gw *gateway.Gateway
 	conn := mqttconn.New(mqttconn.Options{
 		Host:                 cfg.Host,
 		Port:                 cfg.Port,
@@ -191,6 +194,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			engine.Connected()
 			if loop != nil {
 				loop.Connected()
+			}
+			if gw != nil {
+				gw.Connected()
 			}
 		},
 		OnUnsolicited: func(topic string, payload []byte) {
@@ -290,6 +296,27 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			report.Agent{Version: Version, StartedAt: now()},
 			report.NewSettings(cfg.Shadow.ReportInterval, cfg.Renewal.Fraction, cfg.Renewal.MaxBefore, logLevelName(cfg.LogLevel)))
 	}
+	if len(cfg.Gateway.Children) > 0 {
+		children, err := buildChildren(cfg, log)
+		if err != nil {
+			return fmt.Errorf("agent: gateway: %w", err)
+		}
+		gw = gateway.New(conn, children, gateway.Options{Gateway: cfg.ThingName, Logger: log.With("component", "gateway"),
+			Now: now, RequestTimeout: cfg.Rotation.ReplyTimeout, OnChange: func() {
+				if loop != nil {
+					loop.Changed()
+				}
+			}})
+		log.Info("gateway: children configured", "children", len(children))
+	}
+	if loop != nil {
+		if cfg.Gateway.SystemFacts {
+			loop.system = systemFacts(cfg.StateDir, log.With("component", "sysfacts"))
+		}
+		if gw != nil {
+			loop.children = func() map[string]any { return gateway.SummaryReported(gw.Summary()) }
+		}
+	}
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
@@ -303,6 +330,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	wg.Go(func() { _ = rot.Run(rctx) })
 	if loop != nil {
 		wg.Go(func() { _ = loop.Run(rctx) })
+	}
+	if gw != nil {
+		wg.Go(func() { _ = gw.Run(rctx) })
 	}
 	if opts.WedgeMainLoop == nil {
 		opts.WedgeMainLoop = testWedge

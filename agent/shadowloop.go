@@ -31,6 +31,11 @@ type shadowLoop struct {
 	changed   chan struct{}
 	connected chan struct{}
 
+	// system and children, if set, add the gateway's system facts and
+	// the state of its children to the report.
+	system   func() map[string]any
+	children func() map[string]any
+
 	mu       sync.Mutex
 	settings report.Settings
 	applied  *report.Applied
@@ -100,6 +105,12 @@ func (l *shadowLoop) state() report.State {
 	}
 	if active, err := identity.LoadActive(l.rot.StateDir(), ""); err == nil {
 		st.Identity.Slot = string(active.Slot)
+	}
+	if l.system != nil {
+		st.System = l.system()
+	}
+	if l.children != nil {
+		st.Children = l.children()
 	}
 	return st
 }

@@ -11,9 +11,10 @@ THING=${THING:-gw-1}
 SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/thingd-demo.XXXXXX")
-SIM_PID= THINGD_PID=
+SIM_PID= THINGD_PID= SENSOR_PID=
 cleanup() {
   [ -n "$THINGD_PID" ] && kill -TERM "$THINGD_PID" 2>/dev/null && wait "$THINGD_PID" 2>/dev/null || true
+  [ -n "$SENSOR_PID" ] && kill -TERM "$SENSOR_PID" 2>/dev/null && wait "$SENSOR_PID" 2>/dev/null || true
   [ -n "$SIM_PID" ] && kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -34,7 +35,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 step "Start thingsim, the local AWS IoT Core, in $WORK/sim"
-"$THINGSIM" serve --dir "$WORK/sim" --mqtt 127.0.0.1:0 --api 127.0.0.1:0 --rotation-grace 5s 2>"$WORK/thingsim.log" &
+# Certificates get the gateway policy: gw-1 may act for things named gw-1-*.
+"$THINGSIM" serve --dir "$WORK/sim" --mqtt 127.0.0.1:0 --api 127.0.0.1:0 --rotation-grace 5s \
+  --default-policy thingd-gateway 2>"$WORK/thingsim.log" &
 SIM_PID=$!
 wait_for 20 "thingsim" test -s "$WORK/sim/api.json"
 MQTT=$(sed -n 's/.*"mqttAddress": *"\([^"]*\)".*/\1/p' "$WORK/sim/api.json")
@@ -58,6 +61,13 @@ step "Create the thing and have thingsim issue its certificate from a CSR"
 "$THINGSIM" cert create --dir "$WORK/sim" --thing "$THING" --csr "$WORK/$THING.csr" --days 1 > "$WORK/$THING.pem"
 openssl x509 -in "$WORK/$THING.pem" -noout -subject -serial -enddate
 
+step "A serial sensor behind the gateway: a simulated one on a pseudo-terminal, sending JSON lines"
+"$THINGSIM" device --link "$WORK/ttySENSOR" --interval 1s >/dev/null 2>"$WORK/sensor.log" &
+SENSOR_PID=$!
+wait_for 10 "the simulated sensor" test -L "$WORK/ttySENSOR"
+echo "sensor on $WORK/ttySENSOR -> $(readlink "$WORK/ttySENSOR"); its thing is $THING-sensor"
+"$THINGSIM" thing create "$THING-sensor" --dir "$WORK/sim" >/dev/null
+
 step "Write the thingd config"
 cat > "$WORK/thingd.toml" <<TOML
 thing_name = "$THING"
@@ -67,6 +77,13 @@ state_dir = "$WORK/state"
 key = "$KEY"
 certificate = "$WORK/$THING.pem"
 log_level = "info"
+
+# The sensor is reported in the shadow of thing $THING-sensor, through $THING's session.
+[[child]]
+name = "sensor"
+adapter = "line"
+port = "$WORK/ttySENSOR"
+poll_interval = "2s"
 TOML
 cat "$WORK/thingd.toml"
 
@@ -81,9 +98,13 @@ step "thingsim's view: live connections"
 step "thingd's view: thingd status"
 "$THINGD" status --config "$WORK/thingd.toml"
 
-step "The device's reported shadow (identity, rotation, effective config) before rotation"
+step "The device's reported shadow (identity, rotation, effective config, system facts, children) before rotation"
 wait_for 20 "the first shadow report" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q certificateId"
 sim shadow get --thing "$THING" | show_reported
+
+step "The sensor's own shadow ($THING-sensor): readings, connected, lastSeen, reported by $THING"
+wait_for 20 "the sensor's readings" sh -c "'$THINGSIM' shadow get --thing '$THING-sensor' --dir '$WORK/sim' | grep -q temperature"
+sim shadow get --thing "$THING-sensor" | show_reported
 
 step "Fleet security problems: a 1-day certificate, and an overly permissive policy attached to it"
 OLD_SERIAL=$("$THINGD" status --config "$WORK/thingd.toml" --json | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p')
@@ -134,6 +155,7 @@ sim audit run
 step "Stop thingd (SIGTERM: MQTT DISCONNECT sent) and thingsim"
 kill -TERM "$THINGD_PID"; wait "$THINGD_PID"; THINGD_PID=
 sed 's/^/  thingd: /' "$WORK/thingd.log"
+kill -TERM "$SENSOR_PID"; wait "$SENSOR_PID" || true; SENSOR_PID=
 kill -TERM "$SIM_PID"; wait "$SIM_PID" || true; SIM_PID=
 grep -E 'presence|disconnect' "$WORK/thingsim.log" | sed 's/^/  thingsim: /' | tail -3 || true
 echo

@@ -36,7 +36,12 @@ func TestImportRules(t *testing.T) {
 		{pkg: mod + "jobs", allowed: []string{mod + "jobs"}},
 		{pkg: mod + "shadow", allowed: []string{mod + "shadow"}},
 		{pkg: mod + "hal", allowed: []string{mod + "hal"}},
-		{pkg: mod + "agent/cmd/thingd", banned: []string{mod + "sim", "mochi-mqtt", "go-tpm-tools/simulator", "transport/simulator"}},
+		{pkg: mod + "hal/serialport", allowed: []string{mod + "hal/serialport"}},
+		{pkg: mod + "hal/linesensor", allowed: []string{mod + "hal", mod + "hal/linesensor"}},
+		{pkg: mod + "hal/modbus", allowed: []string{mod + "hal", mod + "hal/modbus"}},
+		{pkg: mod + "hal/sysfacts", allowed: []string{mod + "hal/sysfacts"}},
+		{pkg: mod + "agent/cmd/thingd", banned: []string{mod + "sim", "mochi-mqtt", "go-tpm-tools/simulator", "transport/simulator",
+			"modbustest", "creack/pty", "simonvetter/modbus"}},
 	}
 	for _, c := range cases {
 		t.Run(c.pkg, func(t *testing.T) {

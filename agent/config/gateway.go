@@ -5,6 +5,9 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/thingd/thingd/hal/modbus"
+	"github.com/thingd/thingd/hal/serialport"
 )
 
 // Gateway limits and defaults.
@@ -95,8 +98,8 @@ type Child struct {
 	ThingName string
 	// Adapter is AdapterLine or AdapterModbus.
 	Adapter string
-	// Serial is the port the device is on.
-	Serial Serial
+	// Serial is the port the device is on and its line settings.
+	Serial serialport.Config
 	// PollInterval is how often the device is read.
 	PollInterval time.Duration
 	// StaleAfter (line sensors) is how long without a line before the
@@ -110,44 +113,7 @@ type Child struct {
 	// Timeout (Modbus) bounds one request.
 	Timeout time.Duration
 	// Registers (Modbus) are the registers read at every poll.
-	Registers []Register
-}
-
-// Serial says which serial port a child is on and how to talk on it.
-type Serial struct {
-	// Path is the device path; empty when USB is set.
-	Path string
-	// USB is "VID:PID" or "VID:PID/SERIAL" (hex), resolved to a path at
-	// every (re)open; empty when Path is set.
-	USB string
-	// Baud, DataBits, Parity ("none", "even", "odd") and StopBits ("1",
-	// "1.5", "2") set the line mode.
-	Baud     int
-	DataBits int
-	Parity   string
-	StopBits string
-}
-
-// Register is one Modbus register (or register pair) of a child.
-type Register struct {
-	// Name is the reading's name in the child's shadow.
-	Name string
-	// Table is "holding" or "input".
-	Table string
-	// Address is the register address (0-65535, the protocol address).
-	Address uint16
-	// Type is uint16, int16, uint32, int32 or float32.
-	Type string
-	// WordOrder of 32-bit types: "big" (high word first, default) or "little".
-	WordOrder string
-	// Scale and Offset: reading = raw*Scale + Offset.
-	Scale, Offset float64
-	// Writable lets desired state on the child's shadow write the register
-	// (holding registers only).
-	Writable bool
-	// Min and Max bound written values (in reading units); nil means the
-	// type's range.
-	Min, Max *float64
+	Registers []modbus.Register
 }
 
 // childLine finds the line of key (the last dotted part) inside the i-th
@@ -209,7 +175,7 @@ func validateGateway(c *Config, f *file, data []byte, errs *[]error) {
 			PollInterval: durationOr(ch.PollInterval, DefaultPollInterval),
 			StaleAfter:   durationOr(ch.StaleAfter, 0), MaxLineBytes: ch.MaxLineBytes,
 			Timeout: durationOr(ch.Timeout, DefaultModbusTimeout),
-			Serial: Serial{Path: ch.Port, USB: ch.USB, Baud: ch.Baud, DataBits: ch.DataBits,
+			Serial: serialport.Config{Path: ch.Port, USB: ch.USB, Baud: ch.Baud, DataBits: ch.DataBits,
 				Parity: strings.ToLower(ch.Parity), StopBits: ch.StopBits}}
 		switch {
 		case ch.Name == "":
@@ -262,6 +228,13 @@ func validateGateway(c *Config, f *file, data []byte, errs *[]error) {
 				rkey := func(k string) string { return key(fmt.Sprintf("register[%d].%s", j, k)) }
 				out.Registers = append(out.Registers, validateRegister(r, names, rkey, badChild(j)))
 			}
+			if out.UnitID >= 1 && out.UnitID <= 247 && len(out.Registers) > 0 {
+				// What the checks above do not see: registers overlapping
+				// in a table, a 32-bit pair past 65535.
+				if err := (modbus.Config{UnitID: uint8(out.UnitID), Registers: out.Registers}).Validate(); err != nil && len(*errs) == 0 {
+					bad(key("register"), "%v", err)
+				}
+			}
 		case "":
 			bad(key("adapter"), "missing (line or modbus)")
 		default:
@@ -271,7 +244,7 @@ func validateGateway(c *Config, f *file, data []byte, errs *[]error) {
 	}
 }
 
-func validateSerial(s *Serial, key func(string) string, bad func(key, format string, args ...any)) {
+func validateSerial(s *serialport.Config, key func(string) string, bad func(key, format string, args ...any)) {
 	switch {
 	case s.Path == "" && s.USB == "":
 		bad(key("port"), "missing: set port (a device path such as /dev/ttyUSB0) or usb (VID:PID[/SERIAL])")
@@ -279,6 +252,11 @@ func validateSerial(s *Serial, key func(string) string, bad func(key, format str
 		bad(key("port"), "set port or usb, not both")
 	case s.Path != "" && !strings.HasPrefix(s.Path, "/"):
 		bad(key("port"), "%q is not an absolute path", s.Path)
+	}
+	if s.USB != "" {
+		if _, err := serialport.ParseUSB(s.USB); err != nil {
+			bad(key("usb"), "%v", err)
+		}
 	}
 	if s.Baud == 0 {
 		s.Baud = DefaultSerialBaud
@@ -295,21 +273,23 @@ func validateSerial(s *Serial, key func(string) string, bad func(key, format str
 	switch s.Parity {
 	case "":
 		s.Parity = "none"
-	case "none", "even", "odd":
+	case "none", "even", "odd", "mark", "space":
 	default:
-		bad(key("parity"), "%q is not none, even or odd", s.Parity)
+		bad(key("parity"), "%q is not none, even, odd, mark or space", s.Parity)
 	}
 	switch s.StopBits {
 	case "":
 		s.StopBits = "1"
-	case "1", "1.5", "2":
+	case "1", "2":
+	case "1.5":
+		bad(key("stop_bits"), "1.5 stop bits cannot be set on Linux serial ports; use 1 or 2")
 	default:
-		bad(key("stop_bits"), "%q is not 1, 1.5 or 2", s.StopBits)
+		bad(key("stop_bits"), "%q is not 1 or 2", s.StopBits)
 	}
 }
 
-func validateRegister(r register, names map[string]bool, key func(string) string, bad func(key, format string, args ...any)) Register {
-	out := Register{Name: r.Name, Table: r.Table, Type: r.Type, WordOrder: r.WordOrder, Scale: 1, Offset: r.Offset,
+func validateRegister(r register, names map[string]bool, key func(string) string, bad func(key, format string, args ...any)) modbus.Register {
+	out := modbus.Register{Name: r.Name, Table: r.Table, Type: r.Type, WordOrder: r.WordOrder, Scale: 1, Offset: r.Offset,
 		Writable: r.Writable, Min: r.Min, Max: r.Max}
 	switch {
 	case r.Name == "":

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingd/thingd/hal/modbus"
+	"github.com/thingd/thingd/hal/serialport"
 )
 
 const gatewayChildren = `
@@ -53,11 +56,11 @@ func TestGatewayConfig(t *testing.T) {
 	want := Gateway{SystemFacts: false, Children: []Child{
 		{Name: "temp", ThingName: "gw-1-temp", Adapter: AdapterLine, PollInterval: 5 * time.Second, StaleAfter: 15 * time.Second,
 			Timeout: DefaultModbusTimeout,
-			Serial:  Serial{Path: "/dev/ttyACM0", Baud: 9600, DataBits: 8, Parity: "none", StopBits: "1"}},
+			Serial:  serialport.Config{Path: "/dev/ttyACM0", Baud: 9600, DataBits: 8, Parity: "none", StopBits: "1"}},
 		{Name: "meter", ThingName: "gw-1-meter", Adapter: AdapterModbus, PollInterval: DefaultPollInterval, UnitID: 7,
 			Timeout: 500 * time.Millisecond,
-			Serial:  Serial{USB: "0403:6001/A1B2", Baud: 19200, DataBits: 8, Parity: "even", StopBits: "1"},
-			Registers: []Register{
+			Serial:  serialport.Config{USB: "0403:6001/A1B2", Baud: 19200, DataBits: 8, Parity: "even", StopBits: "1"},
+			Registers: []modbus.Register{
 				{Name: "voltage", Table: "input", Address: 0, Type: "uint16", WordOrder: "big", Scale: 0.1},
 				{Name: "setpoint", Table: "holding", Address: 10, Type: "int32", WordOrder: "little", Scale: 1, Writable: true, Min: &lo, Max: &hi},
 			}},
@@ -96,6 +99,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{"relative port", strings.Replace(line, "/dev/ttyS0", "ttyS0", 1), []string{"test.toml:10: child[0].port", "not an absolute path"}},
 		{"bad parity", line + "parity = \"maybe\"\n", []string{"test.toml:11: child[0].parity"}},
 		{"bad stop bits", line + "stop_bits = \"3\"\n", []string{"child[0].stop_bits"}},
+		{"1.5 stop bits", line + "stop_bits = \"1.5\"\n", []string{"child[0].stop_bits: 1.5 stop bits cannot be set on Linux"}},
 		{"bad data bits", line + "data_bits = 9\n", []string{"child[0].data_bits"}},
 		{"fast poll", line + "poll_interval = \"10ms\"\n", []string{"test.toml:11: child[0].poll_interval", "between 1s and 24h"}},
 		{"no adapter", "\n[[child]]\nname = \"s\"\nport = \"/dev/ttyS0\"\n", []string{"child[0].adapter: missing (line or modbus)"}},
@@ -114,6 +118,9 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{"zero scale", modbus + reg + "scale = 0.0\n", []string{"register[0].scale: must be a non-zero number"}},
 		{"min on read-only", modbus + reg + "min = 1.0\n", []string{"register[0].min: min and max bound writes"}},
 		{"min above max", modbus + reg + "writable = true\nmin = 5.0\nmax = 1.0\n", []string{"register[0].min: 5 is greater than max 1"}},
+		{"bad usb", strings.Replace(line, `port = "/dev/ttyS0"`, `usb = "0403"`, 1), []string{"child[0].usb"}},
+		{"overlapping registers", modbus + reg + "type = \"uint32\"\n" + strings.Replace(strings.Replace(reg, `"r"`, `"r2"`, 1), "address = 1", "address = 2", 1),
+			[]string{"child[0].register", "overlap"}},
 		{"too many", many, []string{"child: 26 children configured, at most 25"}},
 		{"unknown child key", line + "speed = 9600\n", []string{"test.toml:11: child.speed: unknown key"}},
 	}

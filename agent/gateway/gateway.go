@@ -58,6 +58,11 @@ type Child struct {
 	// Run, if set, runs for the child's lifetime beside the poll loop (a
 	// line sensor's reader, a port's reopen loop); its error is logged.
 	Run func(ctx context.Context) error
+	// Ready, if set, returns a channel that is closed while the device's
+	// port is open; the first poll waits for it (at most one poll
+	// interval), so that a device is not reported absent while its port
+	// is still being opened.
+	Ready func() <-chan struct{}
 }
 
 // Options configure a Gateway.
@@ -95,8 +100,8 @@ func New(m MQTT, children []Child, opts Options) *Gateway {
 	}
 	g := &Gateway{opts: opts, m: m}
 	for _, c := range children {
+		client := shadow.NewClient(c.Thing, "", m, shadow.ClientOptions{Logger: opts.Logger.With("child", c.Name), Timeout: opts.RequestTimeout})
 		log := opts.Logger.With("child", c.Name, "thing", c.Thing)
-		client := shadow.NewClient(c.Thing, "", m, shadow.ClientOptions{Logger: log, Timeout: opts.RequestTimeout})
 		g.children = append(g.children, &child{
 			Child: c, g: g, log: log, client: client,
 			reporter:  shadow.NewReporter(client, shadow.ReporterOptions{Logger: log}),
@@ -212,6 +217,15 @@ func (c *child) run(ctx context.Context) {
 	wg.Go(func() { _ = c.reporter.Run(ctx) })
 	if !c.subscribe(ctx) {
 		return
+	}
+	if c.Ready != nil {
+		wait := time.NewTimer(c.PollInterval)
+		select {
+		case <-c.Ready():
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+		wait.Stop()
 	}
 	c.poll(ctx)
 	ticker := time.NewTicker(c.PollInterval)

@@ -95,10 +95,10 @@ func connect(t *testing.T, s *simtest.Sim, dev simtest.Device, onConnect func())
 	return c
 }
 
-func startGateway(t *testing.T, s *simtest.Sim, children []gateway.Child) (*gateway.Gateway, *int32Counter) {
+func startGateway(t *testing.T, s *simtest.Sim, children []gateway.Child) (*gateway.Gateway, *changeCounter) {
 	t.Helper()
 	dev := s.NewPolicyDevice(t, "gw", policy.GatewayPolicyName)
-	changes := &int32Counter{}
+	changes := &changeCounter{}
 	var g *gateway.Gateway
 	created := make(chan struct{})
 	conn := connect(t, s, dev, func() {
@@ -114,18 +114,20 @@ func startGateway(t *testing.T, s *simtest.Sim, children []gateway.Child) (*gate
 	return g, changes
 }
 
-type int32Counter struct {
+type changeCounter struct {
 	mu sync.Mutex
 	n  int
 }
 
-func (c *int32Counter) inc() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *changeCounter) inc() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+
+func (c *changeCounter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
 func TestGatewayReportsChildren(t *testing.T) {
 	s := simtest.Start(t)
 	temp := &fakeAdapter{readings: hal.Readings{"temp": 21.5, "connected": "spoofed"}}
 	meter := &fakeAdapter{readings: hal.Readings{"volts": 230.0, "setpoint": 20.0}, writable: map[string]bool{"setpoint": true}}
-	g, _ := startGateway(t, s, []gateway.Child{
+	g, changes := startGateway(t, s, []gateway.Child{
 		{Name: "temp", Thing: "gw-temp", AdapterKind: "line", Port: "/dev/ttyACM0", Adapter: temp, PollInterval: 100 * time.Millisecond},
 		{Name: "meter", Thing: "gw-meter", AdapterKind: "modbus", Port: "/dev/ttyUSB0", Adapter: meter, PollInterval: 100 * time.Millisecond},
 	})
@@ -181,6 +183,7 @@ func TestGatewayReportsChildren(t *testing.T) {
 	})
 
 	// A child that stops answering is disconnected; the other is not.
+	before := changes.get()
 	temp.set(func(a *fakeAdapter) { a.down = true })
 	r = s.WaitReported(t, "gw-temp", "", 10*time.Second, func(r map[string]any) bool { return r["connected"] == false })
 	if r["temp"] != 21.5 || r["device"].(map[string]any)["error"] == nil {
@@ -188,6 +191,9 @@ func TestGatewayReportsChildren(t *testing.T) {
 	}
 	if st := g.Summary(); st["temp"].Connected || !st["meter"].Connected || st["temp"].Error == "" {
 		t.Errorf("summary = %+v", st)
+	}
+	if changes.get() <= before {
+		t.Error("OnChange was not called when a child went away")
 	}
 	// A write while the device is away fails and is retried when it is back.
 	s.UpdateDesired(t, "gw-temp", "", `{"temp": 19}`)
