@@ -108,10 +108,11 @@ bench: deps
 	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 1s -bench '^Benchmark(Sign|RawSign)$$' ./keystore/... | tee $(BIN)/bench/sign.txt
 	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 5x -bench '^BenchmarkGenerate$$' ./keystore/... | tee $(BIN)/bench/generate.txt
 	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 20x -bench '^Benchmark(StartToConnack|IdleRSS|Rotation)$$' ./agent/ | tee $(BIN)/bench/agent.txt
+	set -o pipefail; $(GO) test $(BENCH_FLAGS) -p 1 -count 3 -benchtime 1s -bench '^Benchmark(Parser|PollPTY)$$' ./hal/... | tee $(BIN)/bench/hal.txt
 	@# go test can say ok although a re-run (-count) sub-benchmark failed
-	@! grep -H -- '--- FAIL' $(BIN)/bench/{sign,generate,agent}.txt
+	@! grep -H -- '--- FAIL' $(BIN)/bench/{sign,generate,agent,hal}.txt
 	@echo; echo "== summary: mean (min..max) over the 3 runs"
-	@cat $(BIN)/bench/{sign,generate,agent}.txt | awk ' \
+	@cat $(BIN)/bench/{sign,generate,agent,hal}.txt | awk ' \
 	  /^pkg:/ { pkg = $$2; sub(/.*\/thingd\//, "", pkg) } \
 	  /^Benchmark/ { name = $$1; sub(/-[0-9]+$$/, "", name); sub(/^Benchmark/, "", name); \
 	    for (i = 3; i < NF; i += 2) { u = $$(i+1); if (u != "ns/op" && u != "MiB-RSS" && u != "p50-ms" && u != "p99-ms") continue; \

@@ -91,10 +91,20 @@ func FuzzParse(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(base))
 	f.Add([]byte("[backoff]\nbase = 1\n"))
+	f.Add([]byte(base + gatewayChildren))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.toml", data)
 		if err == nil && (c.ThingName == "" || c.Key == nil || c.ServerCAs == nil || c.Backoff.Base <= 0) {
 			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+		if err != nil {
+			return
+		}
+		for _, ch := range c.Gateway.Children {
+			if ch.PollInterval < time.Second || (ch.Serial.Path == "") == (ch.Serial.USB == "") ||
+				(ch.Adapter == AdapterModbus && len(ch.Registers) == 0) {
+				t.Fatalf("accepted an invalid child: %+v", ch)
+			}
 		}
 	})
 }
