@@ -30,7 +30,7 @@ func buildChildren(cfg *config.Config, log *slog.Logger) ([]gateway.Child, error
 			return nil, fmt.Errorf("child %s: %w", c.Name, err)
 		}
 		child := gateway.Child{Name: c.Name, Thing: c.ThingName, AdapterKind: c.Adapter, Port: sc.String(),
-			PollInterval: c.PollInterval, Ready: keeper.Ready}
+			PollInterval: c.PollInterval, ReportInterval: c.ReportInterval, Ready: keeper.Ready}
 		switch c.Adapter {
 		case config.AdapterLine:
 			a := linesensor.New(keeper, linesensor.Options{MaxLineBytes: c.MaxLineBytes, Stale: c.StaleAfter,

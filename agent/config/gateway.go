@@ -60,6 +60,7 @@ type child struct {
 	Parity       string     `toml:"parity"`
 	StopBits     string     `toml:"stop_bits"`
 	PollInterval *Duration  `toml:"poll_interval"`
+	ReportEvery  *Duration  `toml:"report_interval"`
 	StaleAfter   *Duration  `toml:"stale_after"`
 	MaxLineBytes int        `toml:"max_line_bytes"`
 	UnitID       *int       `toml:"unit_id"`
@@ -102,6 +103,12 @@ type Child struct {
 	Serial serialport.Config
 	// PollInterval is how often the device is read.
 	PollInterval time.Duration
+	// ReportInterval is the longest a change in the readings waits before
+	// it is reported (default: PollInterval, every poll). A change of
+	// connected state and the outcome of a desired write are reported at
+	// once. A longer interval means fewer shadow updates (each is billed
+	// on AWS) at the price of fresher readings.
+	ReportInterval time.Duration
 	// StaleAfter (line sensors) is how long without a line before the
 	// child is reported disconnected; zero means 3 poll intervals.
 	StaleAfter time.Duration
@@ -191,6 +198,10 @@ func validateGateway(c *Config, f *file, data []byte, errs *[]error) {
 		validateSerial(&out.Serial, key, bad)
 		if out.PollInterval < time.Second || out.PollInterval > 24*time.Hour {
 			bad(key("poll_interval"), "%v is not between 1s and 24h", out.PollInterval)
+		}
+		out.ReportInterval = durationOr(ch.ReportEvery, out.PollInterval)
+		if out.ReportInterval < out.PollInterval || out.ReportInterval > 24*time.Hour {
+			bad(key("report_interval"), "%v is not between poll_interval (%v) and 24h", out.ReportInterval, out.PollInterval)
 		}
 		switch ch.Adapter {
 		case AdapterLine:

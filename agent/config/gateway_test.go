@@ -20,6 +20,7 @@ name = "temp"
 adapter = "line"
 port = "/dev/ttyACM0"
 poll_interval = "5s"
+report_interval = "1m"
 
 [[child]]
 name = "meter"
@@ -54,10 +55,10 @@ func TestGatewayConfig(t *testing.T) {
 	}
 	lo, hi := -10.0, 40.0
 	want := Gateway{SystemFacts: false, Children: []Child{
-		{Name: "temp", ThingName: "gw-1-temp", Adapter: AdapterLine, PollInterval: 5 * time.Second, StaleAfter: 15 * time.Second,
+		{Name: "temp", ThingName: "gw-1-temp", Adapter: AdapterLine, PollInterval: 5 * time.Second, ReportInterval: time.Minute, StaleAfter: 15 * time.Second,
 			Timeout: DefaultModbusTimeout,
 			Serial:  serialport.Config{Path: "/dev/ttyACM0", Baud: 9600, DataBits: 8, Parity: "none", StopBits: "1"}},
-		{Name: "meter", ThingName: "gw-1-meter", Adapter: AdapterModbus, PollInterval: DefaultPollInterval, UnitID: 7,
+		{Name: "meter", ThingName: "gw-1-meter", Adapter: AdapterModbus, PollInterval: DefaultPollInterval, ReportInterval: DefaultPollInterval, UnitID: 7,
 			Timeout: 500 * time.Millisecond,
 			Serial:  serialport.Config{USB: "0403:6001/A1B2", Baud: 19200, DataBits: 8, Parity: "even", StopBits: "1"},
 			Registers: []modbus.Register{
@@ -102,6 +103,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{"1.5 stop bits", line + "stop_bits = \"1.5\"\n", []string{"child[0].stop_bits: 1.5 stop bits cannot be set on Linux"}},
 		{"bad data bits", line + "data_bits = 9\n", []string{"child[0].data_bits"}},
 		{"fast poll", line + "poll_interval = \"10ms\"\n", []string{"test.toml:11: child[0].poll_interval", "between 1s and 24h"}},
+		{"report before poll", line + "poll_interval = \"10s\"\nreport_interval = \"5s\"\n", []string{"test.toml:12: child[0].report_interval: 5s is not between poll_interval (10s) and 24h"}},
 		{"no adapter", "\n[[child]]\nname = \"s\"\nport = \"/dev/ttyS0\"\n", []string{"child[0].adapter: missing (line or modbus)"}},
 		{"bad adapter", strings.Replace(line, `"line"`, `"can"`, 1), []string{"test.toml:9: child[0].adapter", `"can" is not line or modbus`}},
 		{"line with registers", line + reg, []string{"child[0].adapter: line sensors take no"}},

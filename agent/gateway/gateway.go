@@ -55,6 +55,10 @@ type Child struct {
 	Adapter hal.Adapter
 	// PollInterval is how often Adapter is polled.
 	PollInterval time.Duration
+	// ReportInterval is the longest a change in the readings waits before
+	// it is reported; zero means every poll. Connected-state changes and
+	// desired-write outcomes are reported at once.
+	ReportInterval time.Duration
 	// Run, if set, runs for the child's lifetime beside the poll loop (a
 	// line sensor's reader, a port's reopen loop); its error is logged.
 	Run func(ctx context.Context) error
@@ -176,13 +180,14 @@ type child struct {
 	connected chan struct{}
 	pollNow   chan struct{}
 
-	mu       sync.Mutex
-	up       bool
-	polled   bool
-	lastSeen time.Time
-	lastErr  string
-	readings map[string]any
-	writes   map[string]any
+	mu         sync.Mutex
+	up         bool
+	polled     bool
+	lastReport time.Time
+	lastSeen   time.Time
+	lastErr    string
+	readings   map[string]any
+	writes     map[string]any
 	// retryDesired is set when a write failed because the device did not
 	// answer; the desired state is applied again once it does.
 	retryDesired bool
@@ -227,7 +232,7 @@ func (c *child) run(ctx context.Context) {
 		}
 		wait.Stop()
 	}
-	c.poll(ctx)
+	c.poll(ctx, true)
 	ticker := time.NewTicker(c.PollInterval)
 	defer ticker.Stop()
 	for {
@@ -235,9 +240,9 @@ func (c *child) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			c.poll(ctx)
+			c.poll(ctx, false)
 		case <-c.pollNow:
-			c.poll(ctx)
+			c.poll(ctx, true)
 		case <-c.connected:
 			c.applyFromGet(ctx)
 		case d := <-c.client.Deltas():
@@ -265,7 +270,10 @@ func (c *child) subscribe(ctx context.Context) bool {
 	}
 }
 
-func (c *child) poll(ctx context.Context) {
+// poll reads the device and reports the result: at once if report is set
+// or the connected state changed, else once ReportInterval has passed
+// since the last report.
+func (c *child) poll(ctx context.Context, report bool) {
 	r, err := c.Adapter.Poll(ctx)
 	if ctx.Err() != nil {
 		return
@@ -302,15 +310,34 @@ func (c *child) poll(ctx context.Context) {
 	case err == nil && !was:
 		c.log.Info("child answering", "readings", len(r))
 	}
-	if was != up || first || (err != nil && lastErr != err.Error()) {
+	changed := was != up || first
+	if changed || (err != nil && lastErr != err.Error()) {
 		if f := c.g.opts.OnChange; f != nil {
 			f()
 		}
 	}
-	c.reporter.Set(c.reported())
+	// Half a poll interval of slack: polls take a varying time.
+	if report || changed || now.Sub(c.lastReported()) >= c.ReportInterval-c.PollInterval/2 {
+		c.setReported(now)
+	}
 	if retry {
 		c.applyFromGet(ctx)
 	}
+}
+
+func (c *child) lastReported() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastReport
+}
+
+// setReported hands the reported section to the Reporter, which sends
+// what changed since the cloud last accepted it.
+func (c *child) setReported(now time.Time) {
+	c.mu.Lock()
+	c.lastReport = now
+	c.mu.Unlock()
+	c.reporter.Set(c.reported())
 }
 
 // reported is the child's reported section.
@@ -414,7 +441,7 @@ func (c *child) applyDesired(ctx context.Context, state, metadata json.RawMessag
 	if !acted {
 		return
 	}
-	c.reporter.Set(c.reported())
+	c.setReported(c.g.opts.Now())
 	if wrote {
 		signal(c.pollNow) // report the value the device now has
 	}

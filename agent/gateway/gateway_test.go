@@ -210,6 +210,33 @@ func TestGatewayReportsChildren(t *testing.T) {
 	})
 }
 
+// With a long report interval, changed readings wait; a change of
+// connected state and a desired write's outcome (with the value written)
+// are reported at once.
+func TestGatewayReportInterval(t *testing.T) {
+	s := simtest.Start(t)
+	dev := &fakeAdapter{readings: hal.Readings{"level": 1.0}, writable: map[string]bool{"level": true}}
+	startGateway(t, s, []gateway.Child{{Name: "tank", Thing: "gw-tank", AdapterKind: "modbus", Port: "/dev/ttyUSB0",
+		Adapter: dev, PollInterval: 50 * time.Millisecond, ReportInterval: time.Hour}})
+	s.WaitReported(t, "gw-tank", "", 10*time.Second, func(r map[string]any) bool { return r["level"] == 1.0 })
+
+	dev.set(func(a *fakeAdapter) { a.readings["level"] = 2.0 })
+	waitFor(t, 10*time.Second, "polls", func() bool { dev.mu.Lock(); defer dev.mu.Unlock(); return dev.polls > 20 })
+	if doc, _ := s.GetShadow(t, "gw-tank", ""); doc.State.Reported["level"] != 1.0 {
+		t.Errorf("a reading change was reported before the report interval: %v", doc.State.Reported)
+	}
+
+	s.UpdateDesired(t, "gw-tank", "", `{"level": 3}`)
+	s.WaitReported(t, "gw-tank", "", 10*time.Second, func(r map[string]any) bool {
+		w, _ := r["device"].(map[string]any)["writes"].(map[string]any)
+		v, _ := w["level"].(map[string]any)
+		return r["level"] == 3.0 && v["result"] == "applied"
+	})
+
+	dev.set(func(a *fakeAdapter) { a.down = true })
+	s.WaitReported(t, "gw-tank", "", 10*time.Second, func(r map[string]any) bool { return r["connected"] == false })
+}
+
 func TestGatewayChildSummary(t *testing.T) {
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	got := gateway.SummaryReported(map[string]gateway.ChildStatus{
