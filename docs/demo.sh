@@ -27,6 +27,10 @@ show_reported() {
   else cat; fi
 }
 sim() { "$THINGSIM" "$@" --dir "$WORK/sim"; }
+# sensor_seen_after T: the sensor's shadow has a lastSeen later than T (RFC 3339, UTC).
+sensor_seen_after() {
+  sim shadow get --thing "$THING-sensor" | sed -n 's/.*"lastSeen": *"\([^"]*\)".*/\1/p' | awk -v t="$1" '$0 > t {ok=1} END {exit !ok}'
+}
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local t=$1 what=$2; shift 2
@@ -140,6 +144,11 @@ echo "new certificate serial: $NEW_SERIAL"
 step "The reported shadow after rotation (new certificate, last rotation)"
 wait_for 20 "the shadow to show the new certificate" sh -c "'$THINGSIM' shadow get --thing '$THING' --dir '$WORK/sim' | grep -q '$NEW_ID'"
 sim shadow get --thing "$THING" | show_reported
+
+step "The sensor behind the gateway kept reporting through the rotation (same thing, new gateway certificate)"
+ROTATED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+wait_for 20 "a sensor report after the rotation" sensor_seen_after "$ROTATED_AT"
+sim shadow get --thing "$THING-sensor" | show_reported | grep -E '"(connected|lastSeen|temperature)"'
 
 step "The policy is now least-privilege: gw-1 may not touch gw-2's shadow"
 sim policy test --cert "$NEW_ID" --action PUBLISH --resource 'topic/$aws/things/gw-2/shadow/update' | head -3
