@@ -240,7 +240,8 @@ func TestPolicyWildcardsAndDeny(t *testing.T) {
 	s.WaitLog(t, "delivery withheld", "clientId=lab1", "topic=lab/secret/plans", "explicitly denied by policy lab version 1, statement 4")
 }
 
-// The gateway policy lets gw update the shadows of gw-* and nothing else.
+// The gateway policy lets gw update the shadows of gw-* and nothing else
+// (not other-*, not the jobs of gw-*).
 func TestPolicyGateway(t *testing.T) {
 	s := simtest.Start(t)
 	for _, thing := range []string{"gw-1", "other", "other-1"} {
@@ -251,8 +252,9 @@ func TestPolicyGateway(t *testing.T) {
 	gw := dialPolicyDevice(t, s, s.NewPolicyDevice(t, "gw", policy.GatewayPolicyName))
 	filters := []string{shadowTopic("gw-1", "", "update/accepted"), shadowTopic("gw", "", "update/accepted"),
 		shadowTopic("other", "", "update/accepted"), shadowTopic("other-1", "", "update/accepted"),
-		"$aws/things/gw-1/shadow/+/+", "$aws/things/other-1/shadow/+/+", "$aws/things/+/shadow/+/+"}
-	if diff := cmp.Diff([]byte{granted, granted, refused, refused, granted, refused, refused}, gw.subscribeCodes(t, filters...)); diff != "" {
+		"$aws/things/gw-1/shadow/+/+", "$aws/things/other-1/shadow/+/+", "$aws/things/+/shadow/+/+",
+		"$aws/things/gw-1/jobs/notify-next"}
+	if diff := cmp.Diff([]byte{granted, granted, refused, refused, granted, refused, refused, refused}, gw.subscribeCodes(t, filters...)); diff != "" {
 		t.Errorf("SUBACK codes for %q (-want +got):\n%s", filters, diff)
 	}
 	if suffix, reply := gw.request(t, shadowTopic("gw-1", "", "update"), `{"state":{"reported":{"temp":21}}}`); suffix != "accepted" {

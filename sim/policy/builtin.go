@@ -28,25 +28,26 @@ var ProvisioningTopics = []string{
 // it; publish, receive and subscribe only on its own Shadow and Jobs topics
 // and on the provisioning topics of certificate rotation.
 func DevicePolicy(region, account string) string {
-	return topicPolicy(region, account, thingVar)
+	return topicPolicy(region, account, ownTopics)
 }
 
 // GatewayPolicy returns the document of thingd-gateway: thingd-device's
-// permissions, plus the Shadow and Jobs topics of every thing whose name is
-// the gateway's followed by "-" (thing gw acts on gw-1, gw-sensor, ...).
+// permissions, plus the Shadow topics (classic and named shadows) of every
+// thing whose name is the gateway's followed by "-" (thing gw reports for
+// gw-1, gw-sensor, ...). Not their Jobs: the gateway does not run jobs for
+// the devices behind it.
 func GatewayPolicy(region, account string) string {
-	return topicPolicy(region, account, thingVar, thingVar+"-*")
+	return topicPolicy(region, account, append(ownTopics, "$aws/things/"+thingVar+"-*/shadow/*"))
 }
 
-// topicPolicy is a device policy on the Shadow and Jobs topics of the
-// things matched by the given name patterns.
-func topicPolicy(region, account string, things ...string) string {
+// ownTopics are the Shadow and Jobs topics of the connection's own thing.
+var ownTopics = []string{"$aws/things/" + thingVar + "/shadow/*", "$aws/things/" + thingVar + "/jobs/*"}
+
+// topicPolicy is a device policy on the given topics and those of
+// certificate rotation.
+func topicPolicy(region, account string, thingTopics []string) string {
 	arn := func(kind, name string) string { return ARN(region, account, kind, name) }
-	var topics []string
-	for _, t := range things {
-		topics = append(topics, "$aws/things/"+t+"/shadow/*", "$aws/things/"+t+"/jobs/*")
-	}
-	topics = append(topics, ProvisioningTopics...)
+	topics := append(append([]string(nil), thingTopics...), ProvisioningTopics...)
 	resources := func(kind string) []string {
 		out := make([]string, len(topics))
 		for i, t := range topics {

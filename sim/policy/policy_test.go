@@ -108,7 +108,7 @@ func TestDevicePolicy(t *testing.T) {
 	})
 }
 
-// The gateway policy lets gw act on gw-* and nothing else.
+// The gateway policy lets gw act on the shadows of gw-* and nothing else.
 func TestGatewayPolicy(t *testing.T) {
 	ps := []policy.Named{named(t, policy.GatewayPolicyName, policy.GatewayPolicy(region, account))}
 	gw, child := thing("gw", nil), thing("gw-1", nil)
@@ -119,7 +119,9 @@ func TestGatewayPolicy(t *testing.T) {
 		{"own shadow", gw, pub, arn("topic", "$aws/things/gw/shadow/update"), allow},
 		{"gw-1 shadow", gw, pub, arn("topic", "$aws/things/gw-1/shadow/update"), allow},
 		{"gw-sensor named shadow", gw, pub, arn("topic", "$aws/things/gw-sensor/shadow/name/gw-sensor/update"), allow},
-		{"gw-1 jobs", gw, pub, arn("topic", "$aws/things/gw-1/jobs/get"), allow},
+		{"own jobs", gw, pub, arn("topic", "$aws/things/gw/jobs/get"), allow},
+		{"gw-1 jobs: not the children's jobs", gw, pub, arn("topic", "$aws/things/gw-1/jobs/get"), deny},
+		{"subscribe gw-1 jobs", gw, sub, arn("topicfilter", "$aws/things/gw-1/jobs/notify-next"), deny},
 		{"subscribe gw-1 replies", gw, sub, arn("topicfilter", "$aws/things/gw-1/shadow/update/accepted"), allow},
 		{"gwx (no dash)", gw, pub, arn("topic", "$aws/things/gwx/shadow/update"), deny},
 		{"another thing", gw, pub, arn("topic", "$aws/things/dev1/shadow/update"), deny},
