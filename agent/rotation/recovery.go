@@ -235,6 +235,15 @@ func (r *Rotator) checkRenewal(ctx context.Context) time.Duration {
 	if r.current() != nil {
 		return r.cfg.CheckInterval
 	}
+	r.mu.Lock()
+	hold := r.holdUntil
+	r.mu.Unlock()
+	if now.Before(hold) {
+		r.log.Warn("certificate already in its renewal window right after a rotation or a failed renewal; "+
+			"waiting before renewing again (does the cloud issue certificates shorter than the window?)",
+			"not_after", cur.Leaf.NotAfter.UTC().Format(time.RFC3339), "next_attempt", hold.UTC().Format(time.RFC3339))
+		return min(r.cfg.CheckInterval, max(hold.Sub(now), time.Second))
+	}
 	if err := r.deps.Conn.WaitConnected(ctx, time.Time{}); err != nil {
 		return time.Second
 	}
@@ -256,6 +265,7 @@ func (r *Rotator) checkRenewal(ctx context.Context) time.Duration {
 	}
 	r.closeOut(ctx, o)
 	if o.Result != string(jobs.StatusSucceeded) {
+		r.hold()
 		r.log.Warn("renewal failed; will try again", "reason", o.Reason, "in", r.cfg.CheckInterval)
 	}
 	// Even after a success, wait a whole interval: a cloud that issues

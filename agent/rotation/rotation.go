@@ -120,6 +120,11 @@ type Rotator struct {
 	old     *identity.Identity // identity to fall back to while a recovered rotation is unverified
 	renewAt time.Time
 	note    string
+	// holdUntil is the earliest time a renewal without a job may start:
+	// a whole check interval after a rotation was committed or a renewal
+	// failed, so that a cloud issuing certificates already inside their
+	// renewal window cannot make thingd rotate in a loop.
+	holdUntil time.Time
 }
 
 // New returns a Rotator.
@@ -166,6 +171,13 @@ func (r *Rotator) SetWindow(w Window) {
 	case r.kick <- struct{}{}:
 	default:
 	}
+}
+
+// hold keeps renewals without a job from starting for a check interval.
+func (r *Rotator) hold() {
+	r.mu.Lock()
+	r.holdUntil = r.now().Add(r.cfg.CheckInterval)
+	r.mu.Unlock()
 }
 
 func (r *Rotator) window() Window {
@@ -539,7 +551,10 @@ func (r *Rotator) commit(j *Journal) *Outcome {
 		// The journal says committed; start-up recovery will write it again.
 		r.log.Error("rotation: record active slot", "err", err)
 	}
-	// The renewal time belongs to the new certificate now.
+	// The renewal time belongs to the new certificate now (the loop
+	// recomputes it at once), but no renewal starts before a check
+	// interval has passed.
+	r.hold()
 	select {
 	case r.kick <- struct{}{}:
 	default:

@@ -453,6 +453,29 @@ func TestRenewalWithoutJob(t *testing.T) {
 		t.Fatalf("verified with %v", e.cloud.describes)
 	}
 
+	// A cloud issuing certificates already inside their window (here: a
+	// window of 99% of the lifetime) must not make thingd renew in a loop:
+	// no second renewal for a check interval, however often the loop
+	// wakes, then one.
+	r.SetWindow(Window{Fraction: 0.99, MaxBefore: 1000 * 24 * time.Hour, Jitter: 0.001})
+	renewed := e.holder.Current()
+	if !r.window().Decide(renewed.Leaf.NotBefore, renewed.Leaf.NotAfter, now, time.Time{}, 0.999).Due {
+		t.Fatal("test setup: the renewed certificate should be due too")
+	}
+	for range 3 {
+		if wait := r.checkRenewal(context.Background()); wait <= 0 || wait > time.Hour {
+			t.Fatalf("held renewal waits %v", wait)
+		}
+	}
+	if e.holder.Current() != renewed {
+		t.Fatal("renewed again right after a renewal: a cloud issuing short certificates would make thingd loop")
+	}
+	now = now.Add(time.Hour + time.Second)
+	r.checkRenewal(context.Background())
+	if e.holder.Current() == renewed {
+		t.Fatal("not renewed once the hold had passed")
+	}
+
 	// Untrusted time: a clock at 1970 never renews.
 	e2 := newEnv(t)
 	cfg2 := e2.config()
