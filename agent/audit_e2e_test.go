@@ -1,16 +1,11 @@
 package agent_test
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/thingd/thingd/agent/keys"
-	"github.com/thingd/thingd/keystore"
 	"github.com/thingd/thingd/sim/simtest"
 )
 
@@ -25,24 +20,8 @@ const permissivePolicy = `{"Version": "2012-10-17", "Statement": [{"Effect": "Al
 // findings.
 func TestAuditClosedLoop(t *testing.T) {
 	s := simtest.Start(t)
-	ctx := context.Background()
 	a, b := softHSMKey(t, "device")
-	uri := keystore.MustParseURI(a)
-	if _, err := keys.Generate(ctx, uri, keystore.ECDSAP256, nil); err != nil {
-		t.Fatal(err)
-	}
-	csr, err := keys.CSR(ctx, uri, "gw-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, oldID, err := s.IssueThingCertificate(ctx, "gw-1", string(csr), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(t.TempDir(), "cert.pem")
-	if err := os.WriteFile(certFile, []byte(certPEM), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	certFile, oldID := issueDevice(t, s, "gw-1", a, 2)
 	s.CreatePolicy(t, "fleet-permissive", permissivePolicy)
 	s.DetachAllPolicies(t, oldID)
 	s.AttachPolicy(t, "fleet-permissive", oldID)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/thingd/thingd/agent/config"
 	"github.com/thingd/thingd/agent/gateway"
-	"github.com/thingd/thingd/hal"
 	"github.com/thingd/thingd/hal/linesensor"
 	"github.com/thingd/thingd/hal/modbus"
 	"github.com/thingd/thingd/hal/serialport"
@@ -46,7 +45,7 @@ func buildChildren(cfg *config.Config, log *slog.Logger) ([]gateway.Child, error
 			child.Adapter = a
 			child.Run = keeper.Run
 		default:
-			return nil, fmt.Errorf("child %s: adapter %q: %w", c.Name, c.Adapter, hal.ErrUnknownName)
+			return nil, fmt.Errorf("child %s: adapter %q is not line or modbus", c.Name, c.Adapter)
 		}
 		out = append(out, child)
 	}

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingd/thingd/agent/keys"
-	"github.com/thingd/thingd/keystore"
 	"github.com/thingd/thingd/sim"
 	"github.com/thingd/thingd/sim/provision"
 	"github.com/thingd/thingd/sim/simtest"
@@ -137,24 +134,8 @@ func TestRenewalWithoutJob(t *testing.T) {
 	// Certificates issued over MQTT or without a validity live 3 minutes
 	// (plus the sim's one hour of backdating): already in the window.
 	s := simtest.StartWith(t, sim.Options{DeviceCertValidity: 3 * time.Minute})
-	ctx := context.Background()
 	a, b := softHSMKey(t, "device")
-	uri := keystore.MustParseURI(a)
-	if _, err := keys.Generate(ctx, uri, keystore.ECDSAP256, nil); err != nil {
-		t.Fatal(err)
-	}
-	csr, err := keys.CSR(ctx, uri, "gw-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, certID, err := s.IssueThingCertificate(ctx, "gw-1", string(csr), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(t.TempDir(), "cert.pem")
-	if err := os.WriteFile(certFile, []byte(certPEM), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	certFile, certID := issueDevice(t, s, "gw-1", a, 0)
 	_, port, _ := strings.Cut(s.MQTTAddr(), ":")
 	cfg := writeConfig(t, configOpts{thing: "gw-1", endpoint: "localhost:" + port, serverCA: s.CAPath(), key: a, cert: certFile,
 		extra: fmt.Sprintf("\n[rotation]\nkey_b = %q\n\n[renewal]\nfraction = 0.9\ncheck_interval = \"1h\"\n", b)})

@@ -34,6 +34,23 @@ type rotationDevice struct {
 // and writes a thingd config for it; extra is appended to the config.
 func newRotationDevice(t *testing.T, s *simtest.Sim, thing, keyURI, slotB string, extra ...string) *rotationDevice {
 	t.Helper()
+	uri := keystore.MustParseURI(keyURI)
+	certFile, certID := issueDevice(t, s, thing, keyURI, 30)
+	_, port, _ := strings.Cut(s.MQTTAddr(), ":")
+	ex := "\n[rotation]\nverify_timeout = \"10s\"\nreply_timeout = \"5s\"\n" + strings.Join(extra, "")
+	if slotB != "" {
+		ex += fmt.Sprintf("key_b = %q\n", slotB)
+	}
+	cfg := writeConfig(t, configOpts{thing: thing, endpoint: "localhost:" + port, serverCA: s.CAPath(),
+		key: keyURI, cert: certFile, extra: ex})
+	return &rotationDevice{sim: s, thing: thing, keyURI: keyURI, slotB: slotB, certID: certID, config: cfg, baseKey: uri}
+}
+
+// issueDevice generates the key at keyURI, has thingsim issue thing's
+// certificate for it (validity in days; 0: the sim's device validity) and
+// writes it to a file; it returns the file and the certificate id.
+func issueDevice(t *testing.T, s *simtest.Sim, thing, keyURI string, days int) (certFile, certID string) {
+	t.Helper()
 	ctx := context.Background()
 	uri := keystore.MustParseURI(keyURI)
 	if _, err := keys.Generate(ctx, uri, keystore.ECDSAP256, nil); err != nil {
@@ -43,22 +60,15 @@ func newRotationDevice(t *testing.T, s *simtest.Sim, thing, keyURI, slotB string
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, certID, err := s.IssueThingCertificate(ctx, thing, string(csr), 30)
+	certPEM, certID, err := s.IssueThingCertificate(ctx, thing, string(csr), days)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile := filepath.Join(t.TempDir(), "cert.pem")
+	certFile = filepath.Join(t.TempDir(), "cert.pem")
 	if err := os.WriteFile(certFile, []byte(certPEM), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := strings.Cut(s.MQTTAddr(), ":")
-	ex := "\n[rotation]\nverify_timeout = \"10s\"\nreply_timeout = \"5s\"\n" + strings.Join(extra, "")
-	if slotB != "" {
-		ex += fmt.Sprintf("key_b = %q\n", slotB)
-	}
-	cfg := writeConfig(t, configOpts{thing: thing, endpoint: "localhost:" + port, serverCA: s.CAPath(),
-		key: keyURI, cert: certFile, extra: ex})
-	return &rotationDevice{sim: s, thing: thing, keyURI: keyURI, slotB: slotB, certID: certID, config: cfg, baseKey: uri}
+	return certFile, certID
 }
 
 // keyExists opens the key at uri in its module.

@@ -3,9 +3,11 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/thingd/thingd/agent/gateway"
 	"github.com/thingd/thingd/hal/modbus"
 	"github.com/thingd/thingd/hal/serialport"
 )
@@ -30,21 +32,6 @@ const (
 	AdapterLine   = "line"
 	AdapterModbus = "modbus"
 )
-
-// reservedReadings are reported keys of a child's shadow that readings
-// cannot use.
-var reservedReadings = []string{"connected", "lastSeen", "device"}
-
-// ReservedReading reports whether name is a reported key a child's
-// readings cannot use (thingd reports connection state under it).
-func ReservedReading(name string) bool {
-	for _, r := range reservedReadings {
-		if name == r {
-			return true
-		}
-	}
-	return false
-}
 
 type gatewayT struct {
 	SystemFacts *bool `toml:"system_facts"`
@@ -307,8 +294,8 @@ func validateRegister(r register, names map[string]bool, key func(string) string
 		bad(key("name"), "missing")
 	case names[r.Name]:
 		bad(key("name"), "used by two registers")
-	case ReservedReading(r.Name):
-		bad(key("name"), "%q is reserved (thingd reports %s in every child's shadow)", r.Name, strings.Join(reservedReadings, ", "))
+	case slices.Contains(gateway.Reserved, r.Name):
+		bad(key("name"), "%q is reserved (thingd reports %s in every child's shadow)", r.Name, strings.Join(gateway.Reserved, ", "))
 	case len(r.Name) > 64 || strings.ContainsAny(r.Name, ".$ \t\n"):
 		bad(key("name"), "%q: use at most 64 characters without dots, spaces or $", r.Name)
 	}

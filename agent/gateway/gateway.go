@@ -184,10 +184,13 @@ type child struct {
 	up         bool
 	polled     bool
 	lastReport time.Time
-	lastSeen   time.Time
-	lastErr    string
-	readings   map[string]any
-	writes     map[string]any
+	// droppedReserved is set once a reading with a reserved name was
+	// dropped (and logged).
+	droppedReserved bool
+	lastSeen        time.Time
+	lastErr         string
+	readings        map[string]any
+	writes          map[string]any
 	// retryDesired is set when a write failed because the device did not
 	// answer; the desired state is applied again once it does.
 	retryDesired bool
@@ -206,8 +209,9 @@ type desiredMark struct {
 	failed bool
 }
 
-// reserved are the reported keys thingd owns in a child's shadow.
-var reserved = []string{"connected", "lastSeen", "device"}
+// Reserved are the reported keys thingd owns in a child's shadow; a
+// reading cannot have one of these names.
+var Reserved = []string{"connected", "lastSeen", "device"}
 
 func (c *child) run(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -288,7 +292,12 @@ func (c *child) poll(ctx context.Context, report bool) {
 	} else {
 		c.up, c.lastErr, c.lastSeen = true, "", now
 		for k, v := range r {
-			if slices.Contains(reserved, k) {
+			if slices.Contains(Reserved, k) {
+				if !c.droppedReserved {
+					c.droppedReserved = true
+					c.log.Warn("device sends a reading named like a key thingd reports; it is left out of the shadow (rename it in the device's firmware)",
+						"reading", k, "reserved", Reserved)
+				}
 				continue
 			}
 			c.readings[k] = v
@@ -409,7 +418,7 @@ func (c *child) applyDesired(ctx context.Context, state, metadata json.RawMessag
 		acted = true
 		outcome := map[string]any{"value": value, "at": ts(c.g.opts.Now())}
 		var err error
-		if slices.Contains(reserved, name) {
+		if slices.Contains(Reserved, name) {
 			err = fmt.Errorf("%q is reported by thingd and cannot be desired: %w", name, hal.ErrReadOnly)
 		} else {
 			err = c.Adapter.Write(ctx, name, value)

@@ -64,7 +64,6 @@ func deviceCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	log.Info("simulated serial device ready", "kind", *kind, "port", abs, "pty", name, "interval", *interval)
 	fmt.Fprintln(stdout, abs)
-	go func() { _, _ = io.Copy(io.Discard, master) }() // what thingd writes is dropped
 	start := time.Now()
 	t := time.NewTicker(*interval)
 	defer t.Stop()
