@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -15,31 +14,8 @@ import (
 
 	"github.com/thingd/thingd/keystore"
 	"github.com/thingd/thingd/keystore/filestore"
+	"github.com/thingd/thingd/keystore/keystoretest"
 )
-
-// benchCase is one way of signing with one algorithm; the names match
-// p11store's benchmarks so the figures line up.
-type benchCase struct {
-	name string
-	alg  keystore.Algorithm
-	pss  bool
-}
-
-var benchCases = []benchCase{
-	{"ecdsa-p256", keystore.ECDSAP256, false},
-	{"ecdsa-p384", keystore.ECDSAP384, false},
-	{"rsa-2048", keystore.RSA2048, false},
-	{"rsa-2048-pss", keystore.RSA2048, true},
-	{"rsa-3072", keystore.RSA3072, false},
-	{"rsa-3072-pss", keystore.RSA3072, true},
-}
-
-func (c benchCase) opts() crypto.SignerOpts {
-	if c.pss {
-		return &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
-	}
-	return crypto.SHA256
-}
 
 // benchKeys writes one key file per algorithm and opens it.
 func benchKeys(b *testing.B) map[keystore.Algorithm]keystore.Key {
@@ -61,9 +37,9 @@ func benchKeys(b *testing.B) map[keystore.Algorithm]keystore.Key {
 func BenchmarkSign(b *testing.B) {
 	keys := benchKeys(b)
 	digest := sha256.Sum256([]byte("thingd"))
-	for _, c := range benchCases {
-		b.Run(c.name, func(b *testing.B) {
-			k, opts := keys[c.alg], c.opts()
+	for _, c := range keystoretest.SignCases {
+		b.Run(c.Name, func(b *testing.B) {
+			k, opts := keys[c.Alg], c.Opts()
 			for b.Loop() {
 				if _, err := k.Sign(rand.Reader, digest[:], opts); err != nil {
 					b.Fatal(err)
@@ -78,11 +54,11 @@ func BenchmarkSign(b *testing.B) {
 func BenchmarkRawSign(b *testing.B) {
 	s := filestore.New()
 	digest := sha256.Sum256([]byte("thingd"))
-	for _, c := range benchCases {
-		b.Run(c.name, func(b *testing.B) {
+	for _, c := range keystoretest.SignCases {
+		b.Run(c.Name, func(b *testing.B) {
 			// -count re-runs each sub-benchmark: a fresh directory each time.
-			path := filepath.Join(b.TempDir(), c.name+".pem")
-			if _, err := s.Generate(context.Background(), keystore.MustParseURI("file:"+path), c.alg); err != nil {
+			path := filepath.Join(b.TempDir(), c.Name+".pem")
+			if _, err := s.Generate(context.Background(), keystore.MustParseURI("file:"+path), c.Alg); err != nil {
 				b.Fatal(err)
 			}
 			data, err := os.ReadFile(path)
@@ -98,7 +74,7 @@ func BenchmarkRawSign(b *testing.B) {
 				b.Fatal(err)
 			}
 			signer := priv.(crypto.Signer)
-			opts := c.opts()
+			opts := c.Opts()
 			for b.Loop() {
 				if _, err := signer.Sign(rand.Reader, digest[:], opts); err != nil {
 					b.Fatal(err)

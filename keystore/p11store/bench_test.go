@@ -2,9 +2,7 @@ package p11store_test
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
 	"testing"
@@ -12,31 +10,9 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/thingd/thingd/keystore"
+	"github.com/thingd/thingd/keystore/keystoretest"
 	"github.com/thingd/thingd/keystore/p11store"
 )
-
-// benchCase is one way of signing with one algorithm.
-type benchCase struct {
-	name string
-	alg  keystore.Algorithm
-	pss  bool
-}
-
-var benchCases = []benchCase{
-	{"ecdsa-p256", keystore.ECDSAP256, false},
-	{"ecdsa-p384", keystore.ECDSAP384, false},
-	{"rsa-2048", keystore.RSA2048, false},
-	{"rsa-2048-pss", keystore.RSA2048, true},
-	{"rsa-3072", keystore.RSA3072, false},
-	{"rsa-3072-pss", keystore.RSA3072, true},
-}
-
-func (c benchCase) opts() crypto.SignerOpts {
-	if c.pss {
-		return &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
-	}
-	return crypto.SHA256
-}
 
 // benchKeys makes one key per algorithm on a fresh token.
 func benchKeys(b *testing.B) (*testToken, *p11store.Store, map[keystore.Algorithm]keystore.Key) {
@@ -64,9 +40,9 @@ func reportRate(b *testing.B, unit string) {
 func BenchmarkSign(b *testing.B) {
 	_, _, keys := benchKeys(b)
 	digest := sha256.Sum256([]byte("thingd"))
-	for _, c := range benchCases {
-		b.Run(c.name, func(b *testing.B) {
-			k, opts := keys[c.alg], c.opts()
+	for _, c := range keystoretest.SignCases {
+		b.Run(c.Name, func(b *testing.B) {
+			k, opts := keys[c.Alg], c.Opts()
 			for b.Loop() {
 				if _, err := k.Sign(rand.Reader, digest[:], opts); err != nil {
 					b.Fatal(err)
@@ -82,9 +58,9 @@ func BenchmarkSign(b *testing.B) {
 func BenchmarkSignParallel(b *testing.B) {
 	_, _, keys := benchKeys(b)
 	digest := sha256.Sum256([]byte("thingd"))
-	for _, c := range benchCases {
-		b.Run(c.name, func(b *testing.B) {
-			k, opts := keys[c.alg], c.opts()
+	for _, c := range keystoretest.SignCases {
+		b.Run(c.Name, func(b *testing.B) {
+			k, opts := keys[c.Alg], c.Opts()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := k.Sign(rand.Reader, digest[:], opts); err != nil {
@@ -105,18 +81,18 @@ func BenchmarkRawSign(b *testing.B) {
 	tk, s, _ := benchKeys(b)
 	digest := sha256.Sum256([]byte("thingd"))
 	digestInfo := append([]byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}, digest[:]...)
-	for _, c := range benchCases {
-		b.Run(c.name, func(b *testing.B) {
-			r, err := s.RawSigner(testContext(b), tk.keyURI(string(c.alg)))
+	for _, c := range keystoretest.SignCases {
+		b.Run(c.Name, func(b *testing.B) {
+			r, err := s.RawSigner(testContext(b), tk.keyURI(string(c.Alg)))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer r.Close()
 			mech, param, data := uint(pkcs11.CKM_ECDSA), []byte(nil), digest[:]
 			switch {
-			case c.pss:
+			case c.PSS:
 				mech, param = pkcs11.CKM_RSA_PKCS_PSS, pkcs11.NewPSSParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, 32)
-			case c.alg.IsRSA():
+			case c.Alg.IsRSA():
 				mech, data = pkcs11.CKM_RSA_PKCS, digestInfo
 			}
 			for b.Loop() {
