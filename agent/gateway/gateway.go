@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thingd/thingd/agent/report"
 	"github.com/thingd/thingd/hal"
 	"github.com/thingd/thingd/shadow"
 )
@@ -165,7 +166,7 @@ func SummaryReported(s map[string]ChildStatus) map[string]any {
 	out := make(map[string]any, len(s))
 	for name, st := range s {
 		out[name] = map[string]any{"thing": st.Thing, "adapter": st.Adapter, "connected": st.Connected,
-			"lastSeen": ts(st.LastSeen), "error": nilIfEmpty(st.Error)}
+			"lastSeen": report.Time(st.LastSeen), "error": report.OptString(st.Error)}
 	}
 	return out
 }
@@ -356,14 +357,14 @@ func (c *child) reported() map[string]any {
 	st := c.Adapter.Stats()
 	rep := maps.Clone(c.readings)
 	rep["connected"] = c.up
-	rep["lastSeen"] = ts(c.lastSeen)
+	rep["lastSeen"] = report.Time(c.lastSeen)
 	var writes any
 	if len(c.writes) > 0 {
 		writes = maps.Clone(c.writes)
 	}
 	rep["device"] = map[string]any{
 		"gateway": c.g.opts.Gateway, "adapter": c.AdapterKind, "port": c.Port,
-		"error": nilIfEmpty(c.lastErr), "frames": st.Frames, "malformed": st.Malformed, "timeouts": st.Timeouts,
+		"error": report.OptString(c.lastErr), "frames": st.Frames, "malformed": st.Malformed, "timeouts": st.Timeouts,
 		"writes": writes,
 	}
 	return rep
@@ -416,7 +417,7 @@ func (c *child) applyDesired(ctx context.Context, state, metadata json.RawMessag
 			continue
 		}
 		acted = true
-		outcome := map[string]any{"value": value, "at": ts(c.g.opts.Now())}
+		outcome := map[string]any{"value": value, "at": report.Time(c.g.opts.Now())}
 		var err error
 		if slices.Contains(Reserved, name) {
 			err = fmt.Errorf("%q is reported by thingd and cannot be desired: %w", name, hal.ErrReadOnly)
@@ -461,18 +462,4 @@ func signal(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
-}
-
-func ts(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

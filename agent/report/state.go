@@ -60,7 +60,9 @@ type State struct {
 	Children map[string]any
 }
 
-func ts(t time.Time) any {
+// Time is how the shadow carries a time: RFC 3339 in UTC, or null (which
+// removes the key) for the zero time.
+func Time(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
@@ -74,20 +76,20 @@ func Reported(st State, now time.Time) map[string]any {
 	id := st.Identity
 	rot := st.Rotation
 	lastResult := map[string]any{
-		"id": nilIfEmpty(rot.LastID), "jobId": nilIfEmpty(rot.LastJobID), "result": nilIfEmpty(rot.LastResult),
-		"reason": nilIfEmpty(rot.LastReason), "at": ts(rot.LastRotatedAt),
+		"id": OptString(rot.LastID), "jobId": OptString(rot.LastJobID), "result": OptString(rot.LastResult),
+		"reason": OptString(rot.LastReason), "at": Time(rot.LastRotatedAt),
 	}
 	rep := map[string]any{
 		"agent": map[string]any{
 			"version":       st.Agent.Version,
-			"startedAt":     ts(st.Agent.StartedAt),
+			"startedAt":     Time(st.Agent.StartedAt),
 			"uptimeMinutes": int64(now.Sub(st.Agent.StartedAt) / time.Minute),
 		},
 		"identity": map[string]any{
 			"certificateId":  id.CertificateID,
 			"serial":         id.Serial,
-			"notBefore":      ts(id.NotBefore),
-			"notAfter":       ts(id.NotAfter),
+			"notBefore":      Time(id.NotBefore),
+			"notAfter":       Time(id.NotAfter),
 			"keyStore":       id.KeyStore,
 			"keyAlgorithm":   id.KeyAlgorithm,
 			"hardwareBacked": id.HardwareBacked,
@@ -97,14 +99,14 @@ func Reported(st State, now time.Time) map[string]any {
 		"rotation": map[string]any{
 			"state":         rot.State,
 			"last":          lastResult,
-			"nextRenewalAt": ts(rot.NextRenewalAt),
-			"renewalNote":   nilIfEmpty(rot.RenewalNote),
+			"nextRenewalAt": Time(rot.NextRenewalAt),
+			"renewalNote":   OptString(rot.RenewalNote),
 		},
 		"config": st.Settings.Config(),
 		"connection": map[string]any{
 			"lostCount":  st.Connection.LostCount,
-			"lastLostAt": ts(st.Connection.LastLostAt),
-			"lastError":  nilIfEmpty(st.Connection.LastError),
+			"lastLostAt": Time(st.Connection.LastLostAt),
+			"lastError":  OptString(st.Connection.LastError),
 		},
 	}
 	cfgStatus := map[string]any{"rejected": nil, "ignored": nil}
@@ -135,7 +137,8 @@ func Reported(st State, now time.Time) map[string]any {
 	return rep
 }
 
-func nilIfEmpty(s string) any {
+// OptString is s, or null (which removes the key) when s is empty.
+func OptString(s string) any {
 	if s == "" {
 		return nil
 	}
